@@ -1,0 +1,42 @@
+"""Tasks: plain functions ``run(cfg, client) -> dict`` that work from Python, a notebook or the CLI.
+
+``python -m fraud_dask task=NAME`` composes the config, opens one cluster session and calls
+``fraud_dask.tasks.NAME.run``; the returned dict becomes the run's ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class TaskName(enum.Enum):
+    pipeline = "pipeline"
+    generate = "generate"
+    ingest = "ingest"
+    features = "features"
+    train = "train"
+    evaluate = "evaluate"
+    info = "info"
+    cluster = "cluster"
+
+
+@dataclass
+class TaskConf:
+    """Schema of the ``task`` config group: which task runs, and its own options."""
+
+    name: TaskName = TaskName.pipeline
+    # cluster: how long to keep a long-lived cluster up (0 = until interrupted)
+    lifetime_s: float = 0.0
+    # write a Dask performance report of the run into the run directory
+    performance_report: bool = True
+
+
+def get_task(name: str | TaskName) -> Callable[[Any, Any], dict[str, Any]]:
+    """The ``run`` function of a task, imported on demand (tasks import dask; this module does not)."""
+    value = name.value if isinstance(name, TaskName) else str(name)
+    module = importlib.import_module(f"fraud_dask.tasks.{TaskName(value).value}")
+    return module.run  # type: ignore[no-any-return]

@@ -1,0 +1,53 @@
+"""``task=cluster``: keep the session's cluster up for notebooks and other runs to attach to.
+
+It writes a Dask scheduler file (``cluster.scheduler_file`` or
+:func:`fraud_dask.cluster.default_scheduler_file`) and waits until interrupted (or for
+``task.lifetime_s`` seconds); the file is removed on the way out. ``scripts/start-cluster`` runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from fraud_dask.cluster import dashboard_link, default_scheduler_file
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Any, client: Any) -> dict[str, Any]:
+    """Publish the scheduler address, block until SIGINT/SIGTERM or the lifetime ends."""
+    path = Path(cfg.cluster.scheduler_file or default_scheduler_file()).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = {
+        "address": client.scheduler.address,
+        "dashboard": dashboard_link(client),
+        "pid": os.getpid(),
+    }
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, path)  # readers never see a half-written file
+    print(f"scheduler {info['address']}  dashboard {info['dashboard']}", flush=True)
+    print(f"scheduler file {path}  (Ctrl-C to stop)", flush=True)
+    log.info("cluster up: scheduler file %s", path)
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lifetime = float(cfg.task.lifetime_s or 0)
+    try:
+        stop.wait(lifetime if lifetime > 0 else None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            if json.loads(path.read_text()).get("pid") == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
+    return {}
