@@ -1,0 +1,131 @@
+"""Cluster selection: real clusters started, attached to and torn down by fraud_dask.cluster."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from fraud_dask.cluster import (
+    ClusterConf,
+    ClusterKind,
+    connect,
+    default_scheduler_file,
+    existing_address,
+    gpu_count,
+    resolve_device,
+    worker_gpus,
+)
+
+
+def _conf(**kw: object) -> object:
+    return OmegaConf.structured(ClusterConf(**kw))  # type: ignore[arg-type]
+
+
+def test_local_cluster_sized_from_config_and_closed_on_exit() -> None:
+    conf = _conf(kind=ClusterKind.local, n_workers=2, threads_per_worker=1, memory_limit="1GiB")
+    with connect(conf) as client:
+        info = client.scheduler_info(n_workers=-1)
+        workers = info["workers"]
+        assert len(workers) == 2
+        assert all(w["nthreads"] == 1 for w in workers.values())
+        assert all(w["memory_limit"] == 2**30 for w in workers.values())
+        # worker processes, not threads: each worker reports its own pid
+        pids = client.run(lambda: __import__("os").getpid())
+        assert len(set(pids.values())) == 2
+        # the dashboard is bound to loopback only
+        assert client.dashboard_link.startswith("http://127.0.0.1:")
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+        address = client.scheduler.address
+    # the cluster was shut down on exit
+    from distributed import Client
+
+    with pytest.raises(OSError):
+        Client(address, timeout="2s")
+
+
+def test_existing_connects_by_address_and_leaves_the_cluster_running(cluster: object) -> None:
+    address = cluster.scheduler_address  # type: ignore[attr-defined]
+    with connect(_conf(kind=ClusterKind.existing, address=address)) as client:
+        assert client.scheduler.address == address
+        assert client.submit(lambda x: x + 1, 41).result() == 42
+    # still running: connect again
+    with connect(_conf(kind=ClusterKind.existing, address=address)) as client:
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+
+
+def test_existing_reads_the_scheduler_file(
+    cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "scheduler.json"
+    address = cluster.scheduler_address  # type: ignore[attr-defined]
+    path.write_text(json.dumps({"address": address}))
+    monkeypatch.setenv("FRAUD_DASK_SCHEDULER_FILE", str(path))
+    assert default_scheduler_file() == path
+    assert existing_address(_conf(kind=ClusterKind.existing)) == address
+    with connect(_conf(kind=ClusterKind.existing)) as client:
+        assert client.scheduler.address == address
+
+
+def test_existing_without_address_or_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRAUD_DASK_SCHEDULER_FILE", str(tmp_path / "nope.json"))
+    with pytest.raises(FileNotFoundError, match="scripts/start-cluster"):
+        with connect(_conf(kind=ClusterKind.existing)):
+            pass
+
+
+def test_tls_needs_a_ca_and_a_certificate() -> None:
+    conf = _conf(kind=ClusterKind.existing, address="tls://127.0.0.1:1", tls_client_key="k.pem")
+    with pytest.raises(ValueError, match="cluster.tls_ca_file"):
+        with connect(conf):
+            pass
+
+
+@pytest.mark.skipif(gpu_count() > 0, reason="this machine has a GPU")
+def test_gpu_cluster_without_gpu_warns_and_falls_back_to_local(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conf = _conf(kind=ClusterKind.gpu, memory_limit="1GiB", require_gpu=False)
+    with caplog.at_level(logging.WARNING, logger="fraud_dask.cluster"):
+        with pytest.warns(RuntimeWarning, match="falling back to cluster=local"):
+            with connect(conf) as client:
+                assert len(client.scheduler_info(n_workers=-1)["workers"]) >= 1
+                assert resolve_device(client, "auto") == "cpu"
+    assert "falling back" in caplog.text
+
+
+@pytest.mark.skipif(gpu_count() > 0, reason="this machine has a GPU")
+def test_gpu_cluster_required_without_gpu_fails_before_starting() -> None:
+    conf = _conf(kind=ClusterKind.gpu, require_gpu=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="require_gpu=true"):
+            with connect(conf):
+                pass
+
+
+def test_device_resolution_asks_the_workers(client: object) -> None:
+    gpus = worker_gpus(client)
+    assert len(gpus) == 2
+    assert resolve_device(client, "cpu") == "cpu"
+    if all(n > 0 for n in gpus.values()):
+        assert resolve_device(client, "auto") == "cuda"
+        assert resolve_device(client, "cuda") == "cuda"
+    else:
+        assert resolve_device(client, "auto") == "cpu"
+        with pytest.raises(RuntimeError, match="model.device=cuda but 2 of 2 workers"):
+            resolve_device(client, "cuda")
+
+
+@pytest.mark.gpu
+def test_device_resolution_finds_worker_gpus() -> None:
+    if gpu_count() == 0:
+        pytest.skip("no GPU on this machine")
+    with connect(_conf(kind=ClusterKind.gpu, require_gpu=True)) as client:
+        assert resolve_device(client, "auto") == "cuda"
