@@ -244,7 +244,7 @@ def connect(conf: Any) -> Iterator[Client]:
             log.info(
                 "cluster=%s scheduler=%s workers=%d dashboard=%s",
                 kind.value,
-                client.scheduler.address,
+                info.get("address", "?"),
                 len(info.get("workers", {})),
                 dashboard_link(client) or "(none)",
             )

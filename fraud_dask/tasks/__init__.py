@@ -39,4 +39,5 @@ def get_task(name: str | TaskName) -> Callable[[Any, Any], dict[str, Any]]:
     """The ``run`` function of a task, imported on demand (this module imports no dask)."""
     value = name.value if isinstance(name, TaskName) else str(name)
     module = importlib.import_module(f"fraud_dask.tasks.{TaskName(value).value}")
-    return module.run  # type: ignore[no-any-return]
+    run: Callable[[Any, Any], dict[str, Any]] = module.run
+    return run
