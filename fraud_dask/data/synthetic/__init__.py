@@ -1,0 +1,66 @@
+"""Synthetic card transactions with ground-truth fraud scenarios, generated lazily on Dask.
+
+The generator is built so that the same configuration gives the same rows whatever the cluster:
+
+- Customers are cut into fixed *blocks* (``customers_per_block``); each block draws from its own
+  random stream keyed by ``(seed, block)``, and its exact row count is fixed up front. A Dask
+  partition is a run of whole blocks, so the number of partitions and workers changes nothing.
+- Global tables (merchants, terminals, their categories and clients, which terminals are
+  compromised and when) are a pure function of the seed, rebuilt once per worker process.
+- Within a block everything is vectorised numpy; memory is bounded by ``rows_per_partition``.
+
+Scenarios (the ``scenario`` column; never a model input):
+
+0. genuine;
+1. compromised terminal: every transaction at a terminal during its compromise window is fraud;
+2. stolen card: a burst of higher-than-usual amounts at unfamiliar merchants within hours, from
+   the thief's device and IP;
+3. card testing: many tiny amounts at one online merchant within minutes, from a bot device
+   behind rotating IPs;
+4. account takeover: a new device and IP, then a few high amounts online over hours.
+
+Labels arrive late: ``label_ts`` is ``ts`` plus a log-normal chargeback delay (days to weeks) for
+fraud and a fixed maturity delay for genuine rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraud_dask.data.synthetic.conf import (
+    CATEGORIES,
+    LabelDelayConf,
+    Plan,
+    Scenario,
+    ScenarioShares,
+    SyntheticConf,
+    as_synthetic_conf,
+    client_names,
+    make_plan,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "LabelDelayConf",
+    "Plan",
+    "Scenario",
+    "ScenarioShares",
+    "SyntheticConf",
+    "as_synthetic_conf",
+    "card_token",
+    "client_names",
+    "generate",
+    "make_plan",
+    "meta_frame",
+]
+
+_KERNEL = ("generate", "meta_frame", "card_token")
+
+
+def __getattr__(name: str) -> Any:
+    # the generator needs numpy/pandas/dask; load it only when used, so config stays light
+    if name in _KERNEL:
+        from fraud_dask.data.synthetic import kernel
+
+        return getattr(kernel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
