@@ -166,18 +166,29 @@ class ScoreCurve:
         }
 
 
-def card_candidates(cards: pd.DataFrame, k: int, keys: Sequence[str]) -> pd.DataFrame:
-    """Cards that can enter a day's top k: the k best genuine cards per group, every fraud card.
+def card_candidates(
+    cards: pd.DataFrame, fraud_cards: pd.DataFrame, k: int, by: Sequence[str]
+) -> pd.DataFrame:
+    """Card-days that can enter a day's top k after any removal of detected cards.
 
-    Cards removed from later days are always fraud cards, so the top k after any removal is
-    inside this set. ``cards`` has columns ``*keys, card, score, label`` (one row per card and
-    group, all of a group's cards in the same frame or in frames whose results are unioned).
+    Only cards with a fraud somewhere in their population can be detected and removed, so the
+    top k of a day after removal lies inside: every card-day of such cards, plus the k best
+    card-days of the other cards. ``cards`` has columns ``*by, day, card, score, label`` (one row
+    per card and day; the results of frames holding disjoint card-days can be unioned);
+    ``fraud_cards`` has columns ``*by, card``, one row per card with a fraud.
     """
+    keys = [*by, "day"]
     ranked = cards.sort_values(
         [*keys, "score", "card"], ascending=[True] * len(keys) + [False, True]
     )
-    genuine = ranked[ranked["label"] == 0].groupby(list(keys), sort=False).head(k)
-    return pd.concat([genuine, ranked[ranked["label"] == 1]], ignore_index=True)
+    if by:
+        suspect = pd.MultiIndex.from_frame(ranked[[*by, "card"]]).isin(
+            pd.MultiIndex.from_frame(fraud_cards[[*by, "card"]])
+        )
+    else:
+        suspect = ranked["card"].isin(fraud_cards["card"]).to_numpy()
+    others = ranked[~suspect].groupby(keys, sort=False).head(k)
+    return pd.concat([ranked[suspect], others], ignore_index=True)
 
 
 def card_precision_from_candidates(
@@ -212,8 +223,8 @@ def _is_dask(frame: Any) -> bool:
 def _columns(frame: Any, names: dict[str, str | None]) -> Any:
     """Select and rename to internal names; derive ``day`` and ``fraud_amount``."""
     wanted = {k: v for k, v in names.items() if v is not None}
-    if names["day"] is None:
-        wanted["ts"] = names["ts"]
+    if names["day"] is not None:
+        del wanted["ts"]
     missing = sorted({v for v in wanted.values() if v not in frame.columns})
     if missing:
         raise ValueError(
@@ -252,10 +263,14 @@ def _candidates(work: Any, by: list[str], k: int) -> Any:
     cards = _groupby_agg(
         work, [*by, "day", "card"], True, score=("score", "max"), label=("label", "max")
     ).reset_index()
-    keys = [*by, "day"]
+    fraud_cards = work.loc[work["label"] == 1, [*by, "card"]].drop_duplicates()
     if _is_dask(cards):
-        return cards.map_partitions(card_candidates, k, keys, meta=cards._meta)
-    return card_candidates(cards, k, keys)
+        # One small partition, broadcast to every partition of the card-day table.
+        fraud_cards = fraud_cards.repartition(npartitions=1)
+        return cards.map_partitions(
+            card_candidates, fraud_cards, k, by, meta=cards._meta, align_dataframes=False
+        )
+    return card_candidates(cards, fraud_cards, k, by)
 
 
 def evaluate(
