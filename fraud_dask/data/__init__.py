@@ -1,0 +1,31 @@
+"""Transaction data: sources by config, canonical schema, validation, quarantine, Parquet I/O.
+
+Public entry points (imported lazily, so ``import fraud_dask.data`` stays light):
+
+- :func:`load_transactions` -- the canonical, checked, lazy frame of a source's good rows;
+- :func:`open_source` -- the same source opened for ingest (quarantine frame, counts by reason);
+- :func:`write_dataset` / :func:`read_dataset` -- atomic, day-partitioned Parquet datasets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "load_transactions": "fraud_dask.data.load",
+    "open_source": "fraud_dask.data.load",
+    "Source": "fraud_dask.data.load",
+    "write_dataset": "fraud_dask.data.io",
+    "write_datasets": "fraud_dask.data.io",
+    "read_dataset": "fraud_dask.data.io",
+    "count_rows": "fraud_dask.data.io",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fraud_dask.data' has no attribute {name!r}")

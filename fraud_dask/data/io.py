@@ -1,0 +1,437 @@
+"""The one door for transaction files: listing, reading (Parquet or CSV) and atomic writing.
+
+Reading understands the layouts real producers write: pandas/pyarrow files, Spark output
+(``part-*.snappy.parquet``, INT96 timestamps, ``_SUCCESS`` and ``.crc`` files, hive
+``key=value`` folders). Files are listed in natural order, one partition per file, so a row's
+position (file index, row) is the same however the cluster is sized. Writing is hive-partitioned
+by day and atomic: data goes to a hidden sibling folder, which replaces the target only once every
+partition is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+_SKIP_PREFIXES = ("_", ".")
+_PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".txt")
+
+
+def _natural_key(path: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path)]
+
+
+def filesystem(path: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, str]:
+    """Return the fsspec filesystem and the protocol-less path of a URL.
+
+    Parameters
+    ----------
+    path : str
+        Local path or fsspec URL (``s3://bucket/key``, ``memory://...``).
+    storage_options : dict, optional
+        Passed to the filesystem (credentials, ``client_kwargs``...).
+
+    Returns
+    -------
+    (fsspec.AbstractFileSystem, str)
+    """
+    fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    return fs, root.rstrip("/")
+
+
+def _wanted(rel: str, fmt: str) -> bool:
+    parts = rel.split("/")
+    if any(p.startswith(_SKIP_PREFIXES) for p in parts):
+        return False
+    name = parts[-1].lower()
+    if fmt == "csv":
+        return name.endswith(_CSV_SUFFIXES)
+    # Spark and Hadoop writers sometimes leave the suffix off; never read their checksums.
+    return name.endswith(_PARQUET_SUFFIXES) or ("." not in name and name.startswith("part-"))
+
+
+def hive_values(rel: str) -> dict[str, str]:
+    """Return the ``key=value`` folder names of a path relative to a dataset root."""
+    out = {}
+    for part in rel.split("/")[:-1]:
+        if "=" in part:
+            key, value = part.split("=", 1)
+            out[key] = value
+    return out
+
+
+def list_files(
+    path: str, fmt: str = "parquet", storage_options: dict[str, Any] | None = None
+) -> tuple[Any, str, list[str]]:
+    """List the data files of a dataset in natural order.
+
+    Parameters
+    ----------
+    path : str
+        A file, a folder (searched recursively; ``_*`` and ``.*`` entries are skipped as Spark and
+        Hadoop markers) or a glob.
+    fmt : {"parquet", "csv"}
+        Which file suffixes count as data.
+    storage_options : dict, optional
+        fsspec options.
+
+    Returns
+    -------
+    (filesystem, root, files)
+        ``files`` are full protocol-less paths.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing matches, or the folder holds no data file.
+    """
+    fs, root = filesystem(path, storage_options)
+    if any(ch in root for ch in "*?["):
+        files = [f for f in fs.glob(root) if fs.isfile(f)]
+        root = root.split("*")[0].rsplit("/", 1)[0]
+    elif fs.isfile(root):
+        return fs, root.rsplit("/", 1)[0], [root]
+    elif fs.isdir(root):
+        files = [f for f in fs.find(root) if _wanted(f[len(root) + 1 :], fmt)]
+    else:
+        raise FileNotFoundError(f"data source not found: {path}")
+    if not files:
+        raise FileNotFoundError(f"no {fmt} files under {path}")
+    return fs, root, sorted(files, key=_natural_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    """What the footer (or CSV header) of one data file says."""
+
+    path: str
+    hive: dict[str, str]
+    schema: pa.Schema
+    num_rows: int | None
+
+
+def inspect_files(fs: Any, root: str, files: Sequence[str], fmt: str) -> list[FileInfo]:
+    """Read every file's footer (Parquet) or header (CSV), in parallel threads.
+
+    Raises
+    ------
+    ValueError
+        A file is unreadable or not a valid file of that format (the file is named).
+    """
+
+    def one(path: str) -> FileInfo:
+        hive = hive_values(path[len(root) + 1 :])
+        try:
+            if fmt == "csv":
+                with fs.open(path, "rb", compression="infer") as f:
+                    header = pd.read_csv(f, nrows=0)
+                schema = pa.schema([(str(c), pa.string()) for c in header.columns])
+                return FileInfo(path, hive, schema, None)
+            with fs.open(path, "rb") as f:
+                meta = pq.ParquetFile(f).metadata
+                schema = meta.schema.to_arrow_schema()
+            return FileInfo(path, hive, schema, meta.num_rows)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise ValueError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
+
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(files)))) as pool:
+        return list(pool.map(one, files))
+
+
+def read_file(
+    index: int,
+    path: str,
+    hive: dict[str, str],
+    *,
+    fs: Any,
+    fmt: str,
+    read_columns: Sequence[str],
+    filters: list[tuple[str, str, Any]] | None,
+    csv_options: dict[str, Any],
+    process: Callable[[pd.DataFrame, str, int], pd.DataFrame],
+) -> pd.DataFrame:
+    """Read one file (projected and filtered), add its hive values, and ``process`` it.
+
+    Missing columns come back as nulls; ``process(frame, path, index)`` does the rest.
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read (the file is named).
+    """
+    columns = read_columns
+    try:
+        if fmt == "csv":
+            with fs.open(path, "rb", compression="infer") as f:
+                header = pd.read_csv(f, nrows=0, **csv_options).columns
+            present = [c for c in columns if c in header]
+            with fs.open(path, "rb", compression="infer") as f:
+                pdf = pd.read_csv(f, usecols=present, dtype=str, **csv_options)
+        else:
+            with fs.open(path, "rb") as f:
+                pfile = pq.ParquetFile(f)
+                names = set(pfile.schema_arrow.names)
+                present = [c for c in columns if c in names]
+                usable = [flt for flt in filters or [] if flt[0] in names]
+                # INT96 (Spark) read at microseconds: years outside 1677-2262 do not overflow.
+                table = pq.read_table(
+                    f,
+                    columns=present,
+                    filters=usable or None,
+                    coerce_int96_timestamp_unit="us",
+                )
+            pdf = table.to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
+    for key, value in hive.items():
+        if key in columns and key not in pdf.columns:
+            pdf[key] = pd.Series(value, index=pdf.index, dtype="str")
+    for col in columns:
+        if col not in pdf.columns:
+            pdf[col] = pd.Series(None, index=pdf.index, dtype=object)
+    return process(pdf, path, index)
+
+
+def read_files(
+    infos: Sequence[FileInfo],
+    *,
+    fs: Any,
+    fmt: str,
+    columns: Sequence[str],
+    filters: list[tuple[str, str, Any]] | None,
+    csv_options: dict[str, Any],
+    process: Callable[[pd.DataFrame, str, int], pd.DataFrame],
+    meta: pd.DataFrame,
+    label: str = "read-transactions",
+) -> dd.DataFrame:
+    """A lazy frame with one partition per file, each read by :func:`read_file`."""
+    picks = [(i, info) for i, info in enumerate(infos) if info.num_rows != 0]
+    if not picks:
+        picks = [(0, infos[0])]
+    return dd.from_map(
+        read_file,
+        [i for i, _ in picks],
+        [info.path for _, info in picks],
+        [info.hive for _, info in picks],
+        fs=fs,
+        fmt=fmt,
+        read_columns=list(columns),
+        filters=filters,
+        csv_options=csv_options,
+        process=process,
+        meta=meta,
+        label=label,
+        enforce_metadata=False,
+    )
+
+
+def _with_day(df: dd.DataFrame, column: str) -> dd.DataFrame:
+    if column in df.columns:
+        if df[column].dtype != "str":  # hive reads give categories of every date: use strings
+            return df.assign(**{column: df[column].astype("str")})
+        return df
+    if "ts" not in df.columns:
+        raise ValueError(f"cannot partition by {column!r}: the frame has neither it nor 'ts'")
+    day = df["ts"].dt.strftime("%Y-%m-%d").astype("str")
+    return df.assign(**{column: day})
+
+
+def write_dataset(
+    df: dd.DataFrame,
+    path: str,
+    *,
+    partition_on: Sequence[str] | None = ("day",),
+    storage_options: dict[str, Any] | None = None,
+    overwrite: bool = True,
+    compute: bool = True,
+) -> int | Callable[[], int]:
+    """Write a lazy frame as a Parquet dataset, atomically.
+
+    The data is written to a hidden sibling folder (``.<name>.tmp-<uuid>``); only when every
+    partition is written does it replace ``path`` (the old dataset is moved aside, the new one
+    moved in, the old one deleted). A failure while writing leaves ``path`` as it was and removes
+    the partial output; a rerun replaces the dataset, never adds to it.
+
+    Parameters
+    ----------
+    df : dask.dataframe.DataFrame
+        The rows; with ``partition_on=("day",)`` and no ``day`` column, ``day`` (YYYY-MM-DD,
+        UTC) is derived from ``ts``.
+    path : str
+        Target folder, local or any fsspec URL (``s3://...``).
+    partition_on : sequence of str or None
+        Hive partition columns; None writes a flat folder of ``part.NNNNN.parquet`` files.
+    storage_options : dict, optional
+        fsspec options (used by the client and the workers).
+    overwrite : bool
+        If False and ``path`` exists, raise ``FileExistsError``.
+    compute : bool
+        If False, return a function that writes when called, so that several writes share one
+        ``dask.compute`` (see :func:`write_datasets`).
+
+    Returns
+    -------
+    int
+        Rows written, counted from the written files' footers.
+    """
+    return write_datasets([(df, path, partition_on)], storage_options, overwrite, compute)
+
+
+def write_datasets(
+    items: Sequence[tuple[dd.DataFrame, str, Sequence[str] | None]],
+    storage_options: dict[str, Any] | None = None,
+    overwrite: bool = True,
+    compute: bool = True,
+    extra: Sequence[Any] = (),
+) -> Any:
+    """Write several frames (and compute ``extra`` lazies) in one ``dask.compute``, atomically.
+
+    Each ``(frame, path, partition_on)`` is written as :func:`write_dataset` does; shared inputs
+    are read once. Returns the list of rows written per dataset, followed by the computed
+    ``extra`` values when any are given.
+    """
+    plans = []
+    for df, path, partition_on in items:
+        fs, root = filesystem(path, storage_options)
+        if not root:
+            raise ValueError(f"refusing to write to the root of {path!r}")
+        if fs.exists(root) and not overwrite:
+            raise FileExistsError(f"dataset exists and overwrite=False: {path}")
+        _restore_interrupted(fs, root)
+        parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
+        tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex}" if parent else f".{name}.tmp"
+        if partition_on:
+            for col in partition_on:
+                df = _with_day(df, col) if col == "day" else df
+        tmp_url = fs.unstrip_protocol(tmp)
+        job = df.to_parquet(
+            tmp_url,
+            partition_on=list(partition_on) if partition_on else None,
+            storage_options=storage_options,
+            write_index=False,
+            write_metadata_file=False,
+            name_function=lambda i: f"part.{i:05d}.parquet",
+            compute=False,
+        )
+        plans.append((fs, root, tmp, job))
+
+    def run() -> Any:
+        try:
+            results = dask.compute(*[p[3] for p in plans], *extra)
+        except BaseException:
+            for fs, _, tmp, _ in plans:
+                if fs.exists(tmp):
+                    fs.rm(tmp, recursive=True)
+            raise
+        counts = [_commit(fs, root, tmp) for fs, root, tmp, _ in plans]
+        if extra:
+            return counts + list(results[len(plans) :])
+        return counts
+
+    if not compute:
+        return run
+    out = run()
+    return out[0] if len(items) == 1 and not extra else out
+
+
+def _restore_interrupted(fs: Any, root: str) -> None:
+    """If a commit died between its two moves, put the previous dataset back."""
+    parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
+    if fs.exists(root) or not parent:
+        return
+    olds = sorted(fs.glob(f"{parent}/.{name}.old-*"))
+    if olds:
+        log.warning("restoring %s from an interrupted commit (%s)", root, olds[-1])
+        fs.mv(olds[-1], root, recursive=True)
+
+
+def _commit(fs: Any, root: str, tmp: str) -> int:
+    files = [f for f in fs.find(tmp) if f.endswith(".parquet")]
+    rows = sum(_footer_rows(fs, f) for f in files)
+    parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
+    old = f"{parent}/.{name}.old-{uuid.uuid4().hex}"
+    if fs.exists(root):
+        fs.mv(root, old, recursive=True)
+    fs.mv(tmp, root, recursive=True)
+    if fs.exists(old):
+        fs.rm(old, recursive=True)
+    fs.invalidate_cache()
+    return rows
+
+
+def _footer_rows(fs: Any, path: str) -> int:
+    with fs.open(path, "rb") as f:
+        return int(pq.ParquetFile(f).metadata.num_rows)
+
+
+def count_rows(path: str, storage_options: dict[str, Any] | None = None) -> int:
+    """Count a Parquet dataset's rows from its footers (no data is read).
+
+    Parameters
+    ----------
+    path : str
+        Dataset folder or file.
+    storage_options : dict, optional
+        fsspec options.
+
+    Returns
+    -------
+    int
+    """
+    fs, root, files = list_files(path, "parquet", storage_options)
+    return sum(_footer_rows(fs, f) for f in files)
+
+
+def read_dataset(
+    path: str,
+    *,
+    columns: Sequence[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dd.DataFrame:
+    """Read a Parquet dataset written by :func:`write_dataset` (features, scores...) as is.
+
+    Hive partition columns come back as strings (not categories of every value).
+    For transaction sources use ``fraud_dask.data.load_transactions``, which also validates.
+
+    Parameters
+    ----------
+    path : str
+        Dataset folder, file or glob.
+    columns : sequence of str, optional
+        Projection pushed down to Parquet.
+    filters : list of (column, op, value), optional
+        pyarrow filters pushed down to Parquet (row groups and hive folders).
+    storage_options : dict, optional
+        fsspec options.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+    """
+    df = dd.read_parquet(
+        path,
+        columns=list(columns) if columns is not None else None,
+        filters=filters,
+        storage_options=storage_options,
+        dataset={"partitioning": "hive"},
+    )
+    _, root, files = list_files(path, "parquet", storage_options)
+    hive = set(hive_values(files[0][len(root) + 1 :]))
+    cats = [c for c, t in df.dtypes.items() if c in hive and isinstance(t, pd.CategoricalDtype)]
+    return df.astype({c: "str" for c in cats}) if cats else df

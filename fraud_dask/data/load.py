@@ -1,0 +1,379 @@
+"""Open a source by its config and turn it into the canonical, checked, lazy transaction frame.
+
+Two depths of checking:
+
+- ``load_transactions(cfg)`` (the fast path, for every stage that reads transactions): every
+  row-level check that needs only its own partition (null keys, amounts, timestamps, time zones,
+  labels) runs lazily inside the read, and only good rows come out. No shuffle, one pass.
+- ``open_source(cfg).frames(dedupe=True)`` (what ``task=ingest`` uses): the same, plus duplicate
+  ``tx_id`` detection across the whole source, which needs one extra pass over the data; the first
+  valid occurrence of a ``tx_id`` (in file order, then row order) is kept and later ones are
+  quarantined. Also returns the quarantine frame and lazy counts by reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+from dask.dataframe.utils import clear_known_categories
+
+from fraud_dask.data import io
+from fraud_dask.data.pan import hasher_from_conf
+from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, REQUIRED, STRING_DTYPE
+from fraud_dask.data.sources import SourceConf, as_source_conf
+from fraud_dask.data.validate import Plan, kept_rows, prepare_partition, quarantined_rows
+
+log = logging.getLogger(__name__)
+
+_VALIDATED = ("tx_id", "ts", "card_id", "amount", *POINT_OF_SALE, "is_fraud", "label_ts")
+_KINDS: dict[str, tuple[Any, str]] = {
+    "ts": (
+        lambda t: (
+            pa.types.is_timestamp(t)
+            or pa.types.is_date(t)
+            or pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+        ),
+        "timestamp, date, number or string",
+    ),
+    "amount": (
+        lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t),
+        "number or string",
+    ),
+    "is_fraud": (
+        lambda t: pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_floating(t),
+        "integer, boolean or string",
+    ),
+    "id": (pa.types.is_integer, "integer or string"),
+}
+
+
+def _is_string(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _timestamp(value: Any) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@dataclasses.dataclass
+class Frames:
+    """The lazy results of reading a source: kept rows, quarantined rows, counts."""
+
+    kept: dd.DataFrame
+    """Canonical good rows."""
+    quarantine: dd.DataFrame
+    """Bad rows with ``reason``, ``detail``, ``source_file`` and ``source_row``."""
+    rows_in: Any
+    """Lazy scalar: rows read (after the date range)."""
+    by_reason: Any
+    """Lazy series: quarantined rows per reason."""
+
+
+class Source:
+    """An opened transaction source: files listed, footers checked, the read planned.
+
+    Use :func:`open_source` to build one.
+    """
+
+    def __init__(self, conf: SourceConf, start: Any = None, end: Any = None) -> None:
+        self.conf = conf
+        self.start = _timestamp(start if start is not None else conf.start)
+        self.end = _timestamp(end if end is not None else conf.end)
+        fmt = conf.format.value
+        self.fs, self.root, files = io.list_files(conf.path, fmt, conf.storage_options)
+        files = self._prune(files)
+        self.infos = io.inspect_files(self.fs, self.root, files, fmt)
+        self.files = tuple(i.path for i in self.infos)
+        self.mapping = self._mapping()
+        self.id_kinds = self._check_types()
+        if all(i.num_rows == 0 for i in self.infos):
+            raise ValueError(f"empty dataset: the files under {conf.path} hold no rows")
+        self.filters = self._filters()
+
+    # -- planning ---------------------------------------------------------------------------
+    def _prune(self, files: list[str]) -> list[str]:
+        """Skip hive date folders outside [start, end) (one day of slack either side)."""
+        key = self.conf.partition_column
+        if self.start is None and self.end is None:
+            return files
+        lo = (self.start - pd.Timedelta(days=1)).strftime("%Y-%m-%d") if self.start else None
+        hi = (self.end + pd.Timedelta(days=1)).strftime("%Y-%m-%d") if self.end else None
+        kept = []
+        for f in files:
+            day = io.hive_values(f[len(self.root) + 1 :]).get(key)
+            if day is None or ((lo is None or day >= lo) and (hi is None or day <= hi)):
+                kept.append(f)
+        if not kept:
+            raise ValueError(f"no files of {self.conf.path} fall in [{self.start}, {self.end})")
+        return kept
+
+    def _mapping(self) -> dict[str, str]:
+        conf = self.conf
+        available: dict[str, None] = {}
+        for info in self.infos:
+            available.update(dict.fromkeys(info.schema.names))
+            available.update(dict.fromkeys(info.hive))
+        hive_keys = {k for info in self.infos for k in info.hive}
+        if conf.columns:
+            mapping = {raw: out for raw, out in conf.columns.items()}
+            if conf.keep_unmapped:
+                taken = set(mapping.values())
+                for raw in available:
+                    if raw not in mapping and raw not in taken and raw not in hive_keys:
+                        mapping[raw] = raw
+        else:
+            mapping = {raw: raw for raw in available if raw not in hive_keys}
+        outs = set(mapping.values())
+        missing = [c for c in REQUIRED if c not in outs]
+        if not outs & set(POINT_OF_SALE):
+            missing.append(" or ".join(POINT_OF_SALE))
+        if missing:
+            raise ValueError(
+                f"{conf.path}: no column maps to required {missing}; "
+                f"data.columns={dict(conf.columns)}, the files have {list(available)}"
+            )
+        required_raw = {raw for raw, out in mapping.items() if out in REQUIRED}
+        for info in self.infos:
+            names = set(info.schema.names) | set(info.hive)
+            for raw in sorted(required_raw - names):
+                raise ValueError(
+                    f"{info.path}: missing required column {raw!r} (mapped to "
+                    f"{mapping[raw]!r}); the file has {sorted(names)}"
+                )
+        for raw in [r for r in mapping if r not in available]:
+            log.info("%s: mapped column %r is in no file; skipped", conf.path, raw)
+            del mapping[raw]
+        if not any(raw in available for raw, out in mapping.items() if out in POINT_OF_SALE):
+            raise ValueError(f"{conf.path}: needs a terminal_id or merchant_id column")
+        return mapping
+
+    def _check_types(self) -> dict[str, str]:
+        kinds: dict[str, str] = {}
+        for raw, out in self.mapping.items():
+            rule = "id" if out in ID_COLUMNS else out
+            for info in self.infos:
+                if raw not in info.schema.names:
+                    continue
+                t = info.schema.field(raw).type
+                if out in ID_COLUMNS and _is_string(t):
+                    kinds[out] = "str"
+                if rule in _KINDS and not (_is_string(t) or _KINDS[rule][0](t)):
+                    raise TypeError(
+                        f"{info.path}: column {raw!r} ({out}) has type {t}, "
+                        f"expected {_KINDS[rule][1]}"
+                    )
+            if out in ID_COLUMNS:
+                kinds.setdefault(out, "int")
+        return kinds
+
+    def _filters(self) -> list[tuple[str, str, Any]] | None:
+        """Pushed-down ts bounds, widened by a day: exact bounds are applied after parsing."""
+        raw_ts = next(raw for raw, out in self.mapping.items() if out == "ts")
+        field = next((i.schema.field(raw_ts) for i in self.infos if raw_ts in i.schema.names), None)
+        if field is None or not pa.types.is_timestamp(field.type):
+            return None
+        out = []
+        for op, bound, shift in ((">=", self.start, -1), ("<", self.end, 1)):
+            if bound is None:
+                continue
+            value = bound + pd.Timedelta(days=shift)
+            if field.type.tz is None:
+                value = value.tz_convert(self.conf.timestamp.timezone).tz_localize(None)
+            out.append((raw_ts, op, value))
+        return out or None
+
+    def plan(self, duplicates: pd.Series | None = None) -> Plan:
+        """The per-partition plan (mapping, parsing rules, hasher, optional duplicate table)."""
+        conf = self.conf
+        ts_conf = conf.timestamp
+        until = ts_conf.valid_until
+        valid_until = (
+            _timestamp(until)
+            if until
+            else pd.Timestamp.now(tz="UTC").normalize() + pd.Timedelta(days=1)
+        )
+        pii = {conf.columns.get(c, c) for c in conf.pii_columns}
+        scan = tuple(c for c in ("card_id", *sorted(pii)) if c in self.mapping.values())
+        return Plan(
+            mapping=self.mapping,
+            id_kinds=self.id_kinds,
+            ts_format=ts_conf.format,
+            ts_unit=ts_conf.unit,
+            timezone=ts_conf.timezone,
+            offsets=ts_conf.offsets,
+            valid_from=_timestamp(ts_conf.valid_from),
+            valid_until=valid_until,
+            label_delay=pd.Timedelta(days=conf.label_delay_days),
+            client_id=conf.client_id,
+            scan_columns=scan,
+            hasher=hasher_from_conf(conf.pan),
+            start=self.start,
+            end=self.end,
+            duplicates=duplicates,
+            files=self.files,
+        )
+
+    def _empty(self) -> pd.DataFrame:
+        fields: dict[str, pa.DataType] = {}
+        for info in self.infos:
+            for f in info.schema:
+                fields.setdefault(f.name, f.type)
+        cols = {}
+        for raw in self.mapping:
+            if raw in fields:
+                cols[raw] = pa.array([], type=fields[raw]).to_pandas()
+            else:
+                cols[raw] = pd.Series([], dtype=STRING_DTYPE)
+        return pd.DataFrame(cols)
+
+    # -- frames -----------------------------------------------------------------------------
+    def prepared(self, duplicates: pd.Series | None = None) -> dd.DataFrame:
+        """Lazy frame of every row read, canonical, with ``reason``/``detail``/``_pos``."""
+        plan = self.plan(duplicates)
+        meta = prepare_partition(self._empty(), plan, "meta", 0)
+        process = functools.partial(_process, plan=plan, meta=meta)
+        frame = io.read_files(
+            self.infos,
+            fs=self.fs,
+            fmt=self.conf.format.value,
+            columns=list(self.mapping),
+            filters=self.filters,
+            csv_options=dict(self.conf.csv_options),
+            process=process,
+            meta=clear_known_categories(meta, cols=["client_id"]),
+        )
+        return frame
+
+    def duplicates(self, prepared: dd.DataFrame) -> pd.Series:
+        """Compute ``tx_id`` -> position of its first valid row, for repeated ``tx_id``.
+
+        One pass over the source (a shuffle of ``tx_id`` and position only).
+        """
+        meta = prepared._meta[["tx_id", "_pos"]]
+        valid = prepared.map_partitions(_valid_ids, meta=meta)
+        agg = valid.groupby("tx_id")["_pos"].agg(["min", "count"], split_out=True)
+        table = agg[agg["count"] > 1].compute()
+        return table["min"].astype("int64")
+
+    def frames(self, *, dedupe: bool = True, columns: Sequence[str] | None = None) -> Frames:
+        """Kept and quarantined rows and their counts, all lazy (``dedupe`` computes one pass).
+
+        Parameters
+        ----------
+        dedupe : bool
+            Quarantine repeated ``tx_id`` across the whole source (one extra pass).
+        columns : sequence of str, optional
+            Project the kept frame to these columns (all are still read and checked).
+        """
+        prepared = self.prepared()
+        if dedupe:
+            prepared = self.prepared(self.duplicates(prepared))
+        kept_meta = kept_rows(prepared._meta)
+        kept = prepared.map_partitions(kept_rows, meta=kept_meta)
+        if columns is not None:
+            unknown = [c for c in columns if c not in kept.columns]
+            if unknown:
+                raise KeyError(f"unknown column(s) {unknown}; available: {list(kept.columns)}")
+            kept = kept[list(columns)]
+        q = functools.partial(quarantined_rows, files=self.files)
+        quarantine = prepared.map_partitions(q, meta=q(prepared._meta))
+        rows_in = prepared.map_partitions(len, meta=(None, "int64")).sum()
+        by_reason = prepared["reason"].value_counts()
+        return Frames(kept=kept, quarantine=quarantine, rows_in=rows_in, by_reason=by_reason)
+
+    def rows_in_files(self) -> int | None:
+        """Rows in the selected files by their footers (Parquet only; None for CSV)."""
+        if any(i.num_rows is None for i in self.infos):
+            return None
+        return sum(int(i.num_rows or 0) for i in self.infos)
+
+
+def _valid_ids(pdf: pd.DataFrame) -> pd.DataFrame:
+    return pdf.loc[pdf["reason"].isna(), ["tx_id", "_pos"]]
+
+
+def _process(pdf: pd.DataFrame, source: str, index: int, *, plan: Plan, meta: pd.DataFrame):
+    out = prepare_partition(pdf, plan, source, index)
+    for col, dtype in meta.dtypes.items():
+        if out[col].dtype != dtype and not isinstance(dtype, pd.CategoricalDtype):
+            try:
+                out[col] = out[col].astype(dtype)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"{source}: column {col!r} has type {out[col].dtype}, expected {dtype} "
+                    "(as in the first file)"
+                ) from None
+    return out
+
+
+def open_source(data_cfg: Any, *, start: Any = None, end: Any = None) -> Source:
+    """List, inspect and check a source's files; nothing is read beyond footers.
+
+    Parameters
+    ----------
+    data_cfg : DataConf, DictConfig or mapping
+        The ``data`` config.
+    start, end : str or Timestamp, optional
+        Keep rows with start <= ts < end (UTC when naive); override ``data.start``/``data.end``.
+
+    Returns
+    -------
+    Source
+
+    Raises
+    ------
+    FileNotFoundError
+        No data file at ``data.path``.
+    ValueError
+        Corrupt file, missing required column (file and column named), or empty dataset.
+    TypeError
+        A column's stored type cannot be cast to its canonical type.
+    """
+    return Source(as_source_conf(data_cfg), start, end)
+
+
+def load_transactions(
+    data_cfg: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    start: Any = None,
+    end: Any = None,
+    dedupe: bool = False,
+) -> dd.DataFrame:
+    """The canonical, checked, PAN-tokenised lazy frame of a source's good rows.
+
+    Parameters
+    ----------
+    data_cfg : DataConf, DictConfig or mapping
+        The ``data`` config (``cfg.data``).
+    columns : sequence of str, optional
+        Canonical columns to return (all are still read where checks need them).
+    start, end : str or Timestamp, optional
+        Keep rows with start <= ts < end; pushed down to Parquet (hive ``day`` folders outside
+        the range are not opened; row groups are filtered by statistics).
+    dedupe : bool
+        Also drop repeated ``tx_id`` across the whole source (one extra pass and a shuffle; off
+        by default; ``task=ingest`` does it).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        Canonical columns (``tx_id``, ``ts`` UTC ns, ``card_id``, ``amount`` float64,
+        ``terminal_id``/``merchant_id``, ``client_id`` category, ``is_fraud`` int8, ``label_ts``),
+        then passthrough columns (e.g. ``scenario``). Quarantined rows are left out: use
+        :func:`open_source` and :meth:`Source.frames` to see them.
+    """
+    return open_source(data_cfg, start=start, end=end).frames(dedupe=dedupe, columns=columns).kept

@@ -1,0 +1,147 @@
+"""Schema of a transaction source: where it is, how its columns map, how to parse it.
+
+:class:`SourceConf` holds every field of the ``data`` config group that reading needs;
+``fraud_dask.data.config.DataConf`` extends it with the synthetic generator's options. The
+reader accepts either (or a plain mapping) through :func:`as_source_conf`, so it works the same
+from Hydra, a notebook or a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+
+class DataFormat(enum.StrEnum):
+    """File format of a source; CSV is read and converted to the canonical frame."""
+
+    parquet = "parquet"
+    csv = "csv"
+
+
+class TzPolicy(enum.StrEnum):
+    """What string timestamps carry: ``naive`` (no UTC offset), ``aware`` (an offset), ``any``.
+
+    A string value that does not follow the policy is quarantined as ``mixed_timezone``; with
+    ``any`` naive values are read in ``timestamp.timezone`` and offsets are honoured.
+    """
+
+    naive = "naive"
+    aware = "aware"
+    any = "any"
+
+
+@dataclass
+class TimestampConf:
+    """How to parse the raw ``ts`` (and ``label_ts``) column."""
+
+    format: str | None = None
+    """strptime format of string timestamps; None reads ISO 8601."""
+    unit: str | None = None
+    """Epoch unit (s, ms, us, ns) of numeric timestamps; required when they are numbers."""
+    timezone: str = "UTC"
+    """IANA zone of naive timestamps (Spark INT96 values are UTC)."""
+    offsets: TzPolicy = TzPolicy.naive
+    valid_from: str = "2000-01-01"
+    """Earlier timestamps are quarantined as out of range."""
+    valid_until: str | None = None
+    """Later timestamps are quarantined as out of range; None: one day after the load."""
+
+
+@dataclass
+class PanConf:
+    """Key of the HMAC that replaces card numbers (PANs); never logged."""
+
+    key: str | None = None
+    """The key itself; prefer ``key_env`` (a config value is saved with the run)."""
+    key_env: str = "FRAUD_DASK_PAN_KEY"
+    """Environment variable holding the key, read on the client when ``key`` is null."""
+
+
+@dataclass
+class SourceConf:
+    """A transaction source (the reading part of the ``data`` config group)."""
+
+    name: str = MISSING
+    path: str = MISSING
+    """fsspec URL of a file, a folder of files (hive folders allowed) or a glob."""
+    format: DataFormat = DataFormat.parquet
+    columns: dict[str, str] = field(default_factory=dict)
+    """Raw name -> canonical name. Empty: the raw names are already canonical."""
+    keep_unmapped: bool = False
+    """With a non-empty mapping, also keep raw columns it does not name (under their names)."""
+    timestamp: TimestampConf = field(default_factory=TimestampConf)
+    pii_columns: list[str] = field(default_factory=list)
+    """Columns (raw or canonical names) that may hold personal data; PANs in them are hashed."""
+    pan: PanConf = field(default_factory=PanConf)
+    label_delay_days: float = 7.0
+    """``label_ts`` defaults to ``ts`` + this many days where the source has none."""
+    client_id: str = "default"
+    """``client_id`` of rows whose source has none."""
+    partition_column: str = "day"
+    """Hive partition key holding the UTC date (YYYY-MM-DD); used to skip folders by date."""
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    csv_options: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``pandas.read_csv`` (e.g. ``sep``)."""
+    start: str | None = None
+    """Only rows with ``ts`` >= start (inclusive)."""
+    end: str | None = None
+    """Only rows with ``ts`` < end (exclusive)."""
+    quarantine_path: str | None = None
+    """Where ingest writes the quarantine dataset; None: ``<run_dir>/quarantine``."""
+
+
+SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(SourceConf))
+
+
+def as_source_conf(cfg: Any) -> SourceConf:
+    """Validate a source config and fill in the defaults.
+
+    Parameters
+    ----------
+    cfg : SourceConf, DataConf, DictConfig or mapping
+        The ``data`` config (extra keys such as ``synthetic`` are ignored).
+
+    Returns
+    -------
+    SourceConf
+        A typed copy with interpolations resolved.
+
+    Raises
+    ------
+    ValueError
+        A required field (``path``, ``name``) is missing or a value has the wrong type.
+    """
+    if isinstance(cfg, SourceConf) and type(cfg) is SourceConf:
+        node = OmegaConf.structured(cfg)
+    else:
+        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+            cfg = OmegaConf.structured(cfg)
+        if not isinstance(cfg, DictConfig | dict):
+            raise ValueError(f"data config: expected a mapping, got {type(cfg).__name__}")
+        # Pick the reading fields one by one: other groups' fields (``synthetic``) may hold
+        # interpolations that only resolve in their own context.
+        values = {}
+        for key in SOURCE_FIELDS:
+            if key in cfg and not (isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg, key)):
+                value = cfg[key]
+                if isinstance(value, DictConfig | ListConfig):
+                    value = OmegaConf.to_container(value, resolve=True)
+                values[key] = value
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(SourceConf), values)
+        except Exception as exc:  # omegaconf raises several types; re-raise one clear one
+            raise ValueError(f"data config: {exc}") from exc
+    for required in ("name", "path"):
+        if OmegaConf.is_missing(node, required):
+            raise ValueError(f"data config: 'data.{required}' is required but not set")
+    conf = OmegaConf.to_object(node)
+    assert isinstance(conf, SourceConf)
+    canonical = set(conf.columns.values())
+    if len(canonical) != len(conf.columns):
+        raise ValueError(f"data.columns maps two raw columns to one name: {conf.columns}")
+    return conf

@@ -1,0 +1,328 @@
+"""Turn one partition of raw rows into canonical rows, each with a quarantine reason or none.
+
+:func:`prepare_partition` is a pure pandas function of one partition (one file), applied by the
+reader in ``fraud_dask.data.io``: rename by the source's mapping, cast, parse timestamps to UTC,
+hash card numbers, then check every row. A row that fails gets the first failing
+:class:`~fraud_dask.data.schema.Reason` in ``reason`` and the offending raw value in ``detail``.
+Problems that concern a whole column (a value that cannot be cast to its type) raise at once,
+naming the file and the column: they are structural, not row-level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_dask.data.pan import PanHasher
+from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, STRING_DTYPE, TS_DTYPE, Reason
+from fraud_dask.data.sources import TzPolicy
+
+POS_SHIFT = 40
+"""``_pos`` = file index << POS_SHIFT | row number: a global, partition-independent row order."""
+_OFFSET_RE = r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)\s*$"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a task needs to canonicalise a partition (picklable, no secrets in repr)."""
+
+    mapping: dict[str, str]
+    """Raw name -> output name, for every raw column that is kept."""
+    id_kinds: dict[str, str]
+    """Output ID column -> "int" or "str", fixed across files."""
+    ts_format: str | None
+    ts_unit: str | None
+    timezone: str
+    offsets: TzPolicy
+    valid_from: pd.Timestamp
+    valid_until: pd.Timestamp
+    label_delay: pd.Timedelta
+    client_id: str
+    scan_columns: tuple[str, ...]
+    hasher: PanHasher
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    duplicates: pd.Series | None = None
+    """tx_id -> ``_pos`` of its first valid occurrence, for tx_ids seen more than once."""
+    files: tuple[str, ...] = ()
+    """The source's sorted file list (``_pos`` >> POS_SHIFT indexes it)."""
+
+
+def parse_timestamps(raw: pd.Series, plan: Plan) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Parse a raw timestamp column to UTC.
+
+    Parameters
+    ----------
+    raw : pandas.Series
+        Datetimes (naive or aware), epoch numbers, dates or strings.
+    plan : Plan
+        Format, unit, zone of naive values and the offset policy.
+
+    Returns
+    -------
+    (pandas.Series, numpy.ndarray, numpy.ndarray)
+        Parsed values (``datetime64[*, UTC]``, NaT where null or unparseable), the mask of
+        non-null values that could not be parsed, and the mask of values breaking the offset
+        policy (string values only).
+    """
+    n = len(raw)
+    mixed = np.zeros(n, dtype=bool)
+    dtype = raw.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        ts = raw.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        ts = raw.dt.tz_localize(plan.timezone, ambiguous="NaT", nonexistent="NaT")
+        ts = ts.dt.tz_convert("UTC")
+    elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        if plan.ts_unit is None:
+            raise ValueError("holds numbers; set data.timestamp.unit (s, ms, us or ns)")
+        ts = pd.to_datetime(raw, unit=plan.ts_unit, utc=True, errors="coerce")
+    else:
+        text = raw.astype(STRING_DTYPE)
+        fmt = plan.ts_format or "ISO8601"
+        has_offset = text.str.contains(_OFFSET_RE, regex=True, na=False).to_numpy(dtype=bool)
+        present = text.notna().to_numpy()
+        if plan.offsets is TzPolicy.naive:
+            mixed = has_offset & present
+        elif plan.offsets is TzPolicy.aware:
+            mixed = ~has_offset & present
+        aware = pd.to_datetime(text.where(has_offset), format=fmt, utc=True, errors="coerce")
+        naive = pd.to_datetime(text.where(~has_offset), format=fmt, errors="coerce")
+        if isinstance(naive.dtype, pd.DatetimeTZDtype):  # a format with %z parses offsets
+            naive = naive.dt.tz_convert("UTC")
+        else:
+            naive = naive.dt.tz_localize(plan.timezone, ambiguous="NaT", nonexistent="NaT")
+            naive = naive.dt.tz_convert("UTC")
+        unit = np.datetime_data(naive.dtype.base)[0]
+        ts = naive.where(~has_offset, aware.astype(f"datetime64[{unit}, UTC]"))
+    bad = raw.notna().to_numpy() & ts.isna().to_numpy()
+    return ts, bad, mixed
+
+
+def _cast_id(s: pd.Series, kind: str, where: str) -> pd.Series:
+    if kind == "str":
+        if pd.api.types.is_float_dtype(s.dtype):  # integers that pyarrow widened for nulls
+            s = s.astype("Int64")
+        return s.astype(STRING_DTYPE)
+    try:
+        return s.astype("Int64")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: cannot cast to int64 ({exc.__class__.__name__})") from None
+
+
+def _cast_amount(s: pd.Series, where: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s.dtype):
+        raise ValueError(f"{where}: got booleans, expected numbers")
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return s.astype("float64")
+    text = s.astype(STRING_DTYPE).str.strip()
+    out = pd.to_numeric(text, errors="coerce").astype("float64")
+    bad = text.notna() & out.isna() & ~text.str.lower().isin(["nan", "inf", "-inf", "infinity"])
+    if bad.any():
+        example = text[bad].iloc[0]
+        raise ValueError(
+            f"{where}: {int(bad.sum())} value(s) cannot be cast to float64, e.g. {example!r}"
+        )
+    return out
+
+
+def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: int) -> pd.DataFrame:
+    """Canonicalise and check one partition.
+
+    Parameters
+    ----------
+    pdf : pandas.DataFrame
+        Raw rows of one file (raw column names).
+    plan : Plan
+        The source's mapping and parsing rules.
+    source : str
+        File name, used in error messages.
+    index : int
+        Index of the file in the source's sorted file list (for ``_pos``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Output columns (canonical and passthrough), plus ``reason`` and ``detail`` (strings,
+        null for a good row) and ``_pos`` (int64). Integer IDs are ``Int64`` and ``is_fraud``
+        ``Int8`` here, so that bad rows can hold nulls; kept rows are cast to int64/int8.
+
+    Raises
+    ------
+    ValueError
+        A column cannot be cast to its canonical type (names the file and the column).
+    """
+    raw_for = {out: raw for raw, out in plan.mapping.items()}
+    df = pdf[list(plan.mapping)].rename(columns=plan.mapping)
+    n = len(df)
+    out: dict[str, Any] = {}
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+
+    def flag(mask: np.ndarray, why: Reason, what: pd.Series | None = None, col: str = "") -> None:
+        new = mask & (reason == None)  # noqa: E711 (elementwise on an object array)
+        reason[new] = why.value
+        if what is not None and new.any():
+            text = what[new].astype(STRING_DTYPE).fillna("<null>")
+            detail[new] = (col + "=" + text).to_numpy(dtype=object)
+
+    def where(col: str) -> str:
+        return f"{source}: column {raw_for.get(col, col)!r} ({col})"
+
+    for col in df.columns:
+        if col in plan.id_kinds:
+            out[col] = _cast_id(df[col], plan.id_kinds[col], where(col))
+        elif col == "amount":
+            out[col] = _cast_amount(df[col], where(col))
+        elif col in ("ts", "label_ts", "is_fraud", "client_id"):
+            continue
+        else:
+            s = df[col]
+            out[col] = s.astype(STRING_DTYPE) if s.dtype == object else s
+    for col in plan.scan_columns:
+        if col in out:
+            out[col], _ = plan.hasher.scrub(out[col], where(col))
+
+    try:
+        ts, ts_bad, mixed = parse_timestamps(df["ts"], plan)
+    except ValueError as exc:
+        raise ValueError(f"{where('ts')}: {exc}") from None
+    out["ts"] = ts
+    keys = [c for c in ("tx_id", "card_id") if c in out]
+    null_key = np.zeros(n, dtype=bool)
+    for c in keys:
+        null_key |= out[c].isna().to_numpy()
+    pos_cols = [c for c in POINT_OF_SALE if c in out]
+    if pos_cols:
+        null_key |= np.logical_and.reduce([out[c].isna().to_numpy() for c in pos_cols])
+    null_key |= df["ts"].isna().to_numpy()
+    flag(null_key, Reason.null_key)
+    flag(ts_bad, Reason.unparseable_timestamp, df["ts"], "ts")
+
+    if "label_ts" in df.columns:
+        try:
+            label_ts, label_bad, label_mixed = parse_timestamps(df["label_ts"], plan)
+        except ValueError as exc:
+            raise ValueError(f"{where('label_ts')}: {exc}") from None
+        flag(label_bad, Reason.unparseable_timestamp, df["label_ts"], "label_ts")
+        mixed |= label_mixed
+    flag(mixed, Reason.mixed_timezone, df["ts"], "ts")
+    low, high = plan.valid_from, plan.valid_until
+    out_of_range = ((ts < low) | (ts > high)).to_numpy(dtype=bool)
+    flag(out_of_range, Reason.timestamp_out_of_range, df["ts"], "ts")
+    # Out-of-range values may not fit nanoseconds: drop them before the cast.
+    out["ts"] = ts.where(~out_of_range).astype(TS_DTYPE)
+    default_label_ts = out["ts"] + plan.label_delay
+    if "label_ts" in df.columns:
+        lt = label_ts.where(label_ts.isna() | ((label_ts >= low) & (label_ts <= high)))
+        out["label_ts"] = lt.astype(TS_DTYPE).fillna(default_label_ts)
+    else:
+        out["label_ts"] = default_label_ts
+
+    amount = out["amount"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        flag(~np.isfinite(amount), Reason.non_finite_amount, out["amount"], "amount")
+        flag(amount < 0, Reason.negative_amount, out["amount"], "amount")
+    if "is_fraud" in df.columns:
+        raw_label = df["is_fraud"]
+        if pd.api.types.is_bool_dtype(raw_label.dtype):
+            label = raw_label.astype("float64")
+        else:
+            label = pd.to_numeric(raw_label.astype(STRING_DTYPE), errors="coerce")
+        binary = label.isin([0, 1]).to_numpy()
+        flag(~binary, Reason.label_not_binary, raw_label.astype(STRING_DTYPE), "is_fraud")
+        out["is_fraud"] = label.where(binary).astype("Int8")
+    client = df["client_id"].astype(STRING_DTYPE) if "client_id" in df.columns else None
+    if client is None:
+        client = pd.Series(plan.client_id, index=df.index, dtype=STRING_DTYPE)
+    out["client_id"] = client.fillna(plan.client_id).astype("category")
+
+    pos = (np.int64(index) << np.int64(POS_SHIFT)) + np.arange(n, dtype=np.int64)
+    if plan.duplicates is not None and n:
+        idx = plan.duplicates.index.get_indexer(out["tx_id"])
+        seen = idx >= 0
+        first = plan.duplicates.to_numpy()[idx[seen]]
+        dup = np.zeros(n, dtype=bool)
+        dup[seen] = first != pos[seen]
+        if dup.any():
+            first_of = np.zeros(n, dtype=np.int64)
+            first_of[seen] = first
+            text = [
+                f"first={plan.files[p >> POS_SHIFT]}:{p & ((1 << POS_SHIFT) - 1)}"
+                for p in first_of[dup]
+            ]
+            what = pd.Series(np.full(n, "", dtype=object), index=df.index)
+            what[dup] = text
+            flag(dup, Reason.duplicate_tx_id, what, "tx_id")  # detail: tx_id=first=FILE:ROW
+
+    result = pd.DataFrame(out, index=df.index)[[c for c in _order(df.columns) if c in out]]
+    result["reason"] = pd.Series(reason, index=df.index, dtype=STRING_DTYPE)
+    result["detail"] = pd.Series(detail, index=df.index, dtype=STRING_DTYPE)
+    result["_pos"] = pos
+    if plan.start is not None or plan.end is not None:
+        keep = np.ones(n, dtype=bool)
+        tsv = result["ts"]
+        if plan.start is not None:
+            keep &= ~(tsv < plan.start).to_numpy()
+        if plan.end is not None:
+            keep &= ~(tsv >= plan.end).to_numpy()
+        result = result[keep]
+    return result.reset_index(drop=True)
+
+
+def _order(columns: pd.Index) -> list[str]:
+    from fraud_dask.data.schema import order_columns
+
+    cols = list(columns)
+    for extra in ("client_id", "label_ts"):
+        if extra not in cols:
+            cols.append(extra)
+    return order_columns(cols)
+
+
+def kept_rows(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Return the good rows of a prepared partition with canonical dtypes.
+
+    Parameters
+    ----------
+    pdf : pandas.DataFrame
+        Output of :func:`prepare_partition`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows without a reason; ``reason``, ``detail`` and ``_pos`` dropped; integer IDs int64,
+        ``is_fraud`` int8.
+    """
+    good = pdf[pdf["reason"].isna()].drop(columns=["reason", "detail", "_pos"])
+    casts = {c: "int64" for c in good.columns if c in ID_COLUMNS and good[c].dtype == "Int64"}
+    if "is_fraud" in good.columns:
+        casts["is_fraud"] = "int8"
+    return good.astype(casts) if casts else good
+
+
+def quarantined_rows(pdf: pd.DataFrame, files: tuple[str, ...]) -> pd.DataFrame:
+    """Return the bad rows of a prepared partition, with ``source_file`` and ``source_row``.
+
+    Parameters
+    ----------
+    pdf : pandas.DataFrame
+        Output of :func:`prepare_partition`.
+    files : tuple of str
+        The source's sorted file list (``_pos`` indexes it).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows with a reason; nullable dtypes kept so nothing is lost.
+    """
+    bad = pdf[pdf["reason"].notna()]
+    pos = bad["_pos"].to_numpy()
+    names = np.asarray(files, dtype=object)[pos >> POS_SHIFT] if len(files) else []
+    bad = bad.drop(columns=["_pos"])
+    bad["source_file"] = pd.Series(names, index=bad.index, dtype=STRING_DTYPE)
+    bad["source_row"] = pos & ((1 << POS_SHIFT) - 1)
+    return bad
