@@ -221,7 +221,7 @@ def _genuine_rows(
 ) -> dict[str, np.ndarray]:
     """``n_rows`` genuine transactions of a block's customers, over (customer, day) cells."""
     n_cust, n_days = len(c["rate"]), plan.n_days
-    start_dow = pd.Timestamp(plan.start_ns, unit="ns").dayofweek
+    start_dow = (plan.start_ns // (_DAY_MS * 1_000_000) + 3) % 7  # 1970-01-01 was a Thursday
     weekly = _WEEKLY[(start_dow + np.arange(n_days)) % 7]
     weight = (c["rate"][:, None] * weekly[None, :]).ravel()
     counts = rng.multinomial(n_rows, weight / weight.sum())
