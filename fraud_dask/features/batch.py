@@ -1,0 +1,288 @@
+"""The feature math as pure functions of one pandas batch (no dask).
+
+A batch must hold, for every entity it contains, the entity's whole relevant history (the Dask
+builder guarantees it by shuffling on the entity; the online scorer by keeping per-entity state).
+Rows may come in any order: each function sorts by (entity, ts, tx_id) itself, so ties at the
+same timestamp are ordered by ``tx_id`` and the result does not depend on the input order.
+
+- :func:`entity_features`: the features of one stage (one entity key) for every row of a batch.
+- :func:`calendar_features`: hour, weekday, weekend, night.
+- :func:`features_frame`: every feature of a config for a pandas frame holding whole histories.
+- :func:`query_features`: the features of new "query" rows given the history rows of their
+  entities, the entry point of the online scorer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_dask.features import kernels as k
+from fraud_dask.features.plan import Op, Plan, Stage, make_plan
+
+_I64_MAX = np.iinfo(np.int64).max
+
+
+def ts_ns(s: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC) of a datetime column; NaT becomes int64 min."""
+    if not isinstance(s.dtype, pd.DatetimeTZDtype) and s.dtype.kind != "M":
+        raise ValueError(f"features: column {s.name!r} must be a datetime, got dtype {s.dtype}")
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return np.asarray(s.dt.as_unit("ns").array.asi8, dtype=np.int64)
+
+
+def _codes(batch: pd.DataFrame, key: tuple[str, ...]) -> np.ndarray:
+    """Integer group codes of the entity key; -1 where any of its columns is missing."""
+    codes = None
+    for col in key:
+        c = pd.factorize(batch[col], use_na_sentinel=True)[0].astype(np.int64)
+        if codes is None:
+            codes = c
+        else:
+            both = np.where((codes < 0) | (c < 0), -1, codes * (int(c.max()) + 2) + c)
+            codes = pd.factorize(both)[0].astype(np.int64)
+            codes[both < 0] = -1
+    assert codes is not None
+    return codes
+
+
+def _tx_order_key(tx: pd.Series) -> np.ndarray:
+    if tx.dtype.kind in "iu":
+        return tx.to_numpy(np.int64)
+    return pd.factorize(tx, sort=True)[0]
+
+
+class _Sorted:
+    """A batch sorted by (entity, ts, tx_id), with lazily built columns and window bounds."""
+
+    def __init__(self, batch: pd.DataFrame, key: tuple[str, ...]) -> None:
+        self.batch = batch
+        self.codes = _codes(batch, key)
+        ts = ts_ns(batch["ts"])
+        self.order = np.lexsort((_tx_order_key(batch["tx_id"]), ts, self.codes))
+        sc = self.codes[self.order]
+        change = np.flatnonzero(sc[1:] != sc[:-1]) + 1
+        self.starts = np.concatenate(([0], change, [len(sc)])).astype(np.int64)
+        self.ts = ts[self.order]
+        self._bounds: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._cols: dict[str, Any] = {}
+
+    def amount(self) -> np.ndarray:
+        if "amount" not in self._cols:
+            a = self.batch["amount"].to_numpy(np.float64, na_value=np.nan)
+            self._cols["amount"] = np.ascontiguousarray(a[self.order])
+        return self._cols["amount"]
+
+    def label(self) -> np.ndarray:
+        if "is_fraud" not in self.batch.columns:
+            raise ValueError("features: risk and target encoding need an 'is_fraud' column")
+        if "label" not in self._cols:
+            y = self.batch["is_fraud"].fillna(0).to_numpy(np.int64)
+            self._cols["label"] = np.ascontiguousarray(y[self.order])
+        return self._cols["label"]
+
+    def known(self) -> np.ndarray:
+        if "label_ts" not in self.batch.columns:
+            raise ValueError(
+                "features: a risk or target-encoding spec without `delay` needs 'label_ts' "
+                "(or build_features(..., label_delay=...))"
+            )
+        if "known" not in self._cols:
+            t = ts_ns(self.batch["label_ts"])
+            t = np.where(t == np.iinfo(np.int64).min, _I64_MAX, t)  # NaT: never known
+            self._cols["known"] = np.ascontiguousarray(t[self.order])
+        return self._cols["known"]
+
+    def distinct_codes(self, col: str) -> tuple[np.ndarray, int]:
+        name = "codes:" + col
+        if name not in self._cols:
+            c, uniques = pd.factorize(self.batch[col], use_na_sentinel=True)
+            self._cols[name] = (np.ascontiguousarray(c.astype(np.int64)[self.order]), len(uniques))
+        return self._cols[name]
+
+    def bounds(
+        self, width: int | None, offset: int, include: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        w = k.UNBOUNDED if width is None else np.int64(width)
+        key = (int(w), int(offset), bool(include) if offset == 0 else True)
+        if key not in self._bounds:
+            self._bounds[key] = k.window_bounds(self.starts, self.ts, w, np.int64(offset), key[2])
+        return self._bounds[key]
+
+
+def _labels_in_window(s: _Sorted, op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with a usable label, frauds among them) in each row's label window."""
+    if op.delay is not None:
+        lo, hi = s.bounds(op.width, op.delay, False)
+        return (hi - lo).astype(np.float64), k.window_int_sum(lo, hi, s.label())
+    lo, _ = s.bounds(op.width, 0, False)
+    return k.known_label_window(s.starts, s.ts, lo, s.known(), s.label())
+
+
+def _compute(s: _Sorted, op: Op) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    keys = [key for key, _ in op.outputs]
+    if op.kind == "window":
+        lo, hi = s.bounds(op.width, op.offset, op.include_current)
+        if any(key in ("sum", "mean", "std") for key in keys):
+            out["sum"], out["mean"], out["std"] = k.window_moments(lo, hi, s.amount())
+        out["count"] = (hi - lo).astype(np.float64)
+        if "min" in keys:
+            out["min"] = k.window_extreme(lo, hi, s.amount(), False)
+        if "max" in keys:
+            out["max"] = k.window_extreme(lo, hi, s.amount(), True)
+        for key in keys:
+            if key.startswith("distinct:"):
+                codes, n_codes = s.distinct_codes(key.split(":", 1)[1])
+                out[key] = k.window_distinct(lo, hi, codes, n_codes)
+    elif op.kind == "risk":
+        count, frauds = _labels_in_window(s, op)
+        out["count"], out["frauds"] = count, frauds
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["risk"] = np.where(count > 0, frauds / np.maximum(count, 1), 0.0)
+    elif op.kind == "te":
+        count, frauds = _labels_in_window(s, op)
+        out["te"] = (frauds + op.smoothing * op.prior) / (count + op.smoothing)
+        if op.smoothing == 0:
+            out["te"] = np.where(count > 0, frauds / np.maximum(count, 1), op.prior)
+    elif op.kind == "recency":
+        out["seconds"] = k.previous_gap(s.starts, s.ts)
+    elif op.kind == "relative":
+        lo, hi = s.bounds(op.width, 0, op.include_current)
+        _, mean, std = k.window_moments(lo, hi, s.amount())
+        amount = s.amount()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["ratio"] = np.where(mean != 0, amount / mean, np.nan)
+            out["zscore"] = np.where(std > 0, (amount - mean) / std, np.nan)
+    else:  # plan.py builds only the kinds above
+        raise ValueError(f"features: unknown operation kind {op.kind!r}")
+    return out
+
+
+def entity_features(batch: pd.DataFrame, stage: Stage) -> pd.DataFrame:
+    """The features of one stage (one entity key) for every row of a batch.
+
+    Parameters
+    ----------
+    batch : pandas.DataFrame
+        Rows with ``tx_id``, ``ts``, ``amount``, the stage's entity columns (and ``is_fraud``,
+        ``label_ts``, distinct-count columns where the stage needs them); for every entity in
+        it, all of its rows the windows can reach. Any row order.
+    stage : Stage
+        From :func:`fraud_dask.features.plan.make_plan`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The stage's feature columns (float64), indexed like ``batch``; rows whose entity key is
+        missing get NaN.
+    """
+    n = len(batch)
+    if n == 0:
+        return pd.DataFrame({name: np.empty(0) for name in stage.names}, index=batch.index)
+    s = _Sorted(batch, stage.key)
+    missing = s.codes < 0
+    result = {}
+    for op in stage.ops:
+        values = _compute(s, op)
+        for key, name in op.outputs:
+            col = np.empty(n, np.float64)
+            col[s.order] = values[key]
+            if missing.any():
+                col[missing] = np.nan
+            result[name] = col
+    return pd.DataFrame(result, index=batch.index)
+
+
+def calendar_features(batch: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """Hour, weekday (Monday = 0), weekend and night flags (int8) of each row's ``ts``.
+
+    Parameters
+    ----------
+    batch : pandas.DataFrame
+        Rows with a ``ts`` column.
+    plan : Plan
+        Says which fields, their names, the time zone and the last night hour.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One int8 column per calendar field, indexed like ``batch``.
+    """
+    ts = batch["ts"]
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        local = ts.dt.tz_convert(plan.timezone)
+    else:
+        local = ts.dt.tz_localize("UTC").dt.tz_convert(plan.timezone)
+    hour = local.dt.hour.to_numpy(np.int64)
+    weekday = local.dt.weekday.to_numpy(np.int64)
+    values = {
+        "hour": hour,
+        "weekday": weekday,
+        "weekend": weekday >= 5,
+        "night": hour <= plan.night_end_hour,
+    }
+    return pd.DataFrame(
+        {name: values[f].astype(np.int8) for f, name in plan.calendar}, index=batch.index
+    )
+
+
+def features_frame(df: pd.DataFrame, conf: Any) -> pd.DataFrame:
+    """Every feature of a config for a pandas frame that holds whole entity histories.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Canonical rows (any order).
+    conf : FeaturesConf, DictConfig, mapping or Plan
+        The features config (or a plan already made from it).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df``'s kept columns plus the feature columns, indexed like ``df``.
+    """
+    plan = conf if isinstance(conf, Plan) else make_plan(conf, list(df.columns))
+    parts = [df[plan.keep]]
+    if plan.calendar:
+        parts.append(calendar_features(df, plan))
+    parts.extend(entity_features(df, stage) for stage in plan.stages)
+    return pd.concat(parts, axis=1)
+
+
+def query_features(history: pd.DataFrame, queries: pd.DataFrame, conf: Any) -> pd.DataFrame:
+    """The features of new rows given the history rows of their entities (online scoring).
+
+    The same definitions as the batch pipeline: the queries are placed among the history by
+    (ts, tx_id) and computed with the same kernels. A query sees the history and the queries
+    before it in that order (so events can be replayed one by one or in a batch); labels of
+    queries are never used (their ``label_ts`` is taken as unknown).
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        Canonical rows of the queries' entities, covering at least
+        ``make_plan(conf, ...).horizon()`` before the earliest query (all of it when None).
+    queries : pandas.DataFrame
+        The new rows (``tx_id``, ``ts``, ``amount`` and the entity columns; no label needed).
+    conf : FeaturesConf, DictConfig or mapping
+        The features config.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The queries' kept columns and features, in the queries' order and index.
+    """
+    q = queries.copy()
+    if "is_fraud" in history.columns:
+        q["is_fraud"] = np.int8(0)
+    if "label_ts" in history.columns:
+        q["label_ts"] = pd.Series(pd.NaT, index=q.index, dtype=history["label_ts"].dtype)
+    both = pd.concat([history, q], ignore_index=True)
+    feats = features_frame(both, conf)
+    out = feats.iloc[len(history) :]
+    out.index = queries.index
+    return out
