@@ -43,3 +43,29 @@ def handbook_dir() -> Path:
     if not (HANDBOOK / "raw").is_dir():
         pytest.skip(f"handbook reference data not found at {HANDBOOK}")
     return HANDBOOK
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, object]]:
+    """A real S3-protocol server (moto) on 127.0.0.1, random port, for the whole session.
+
+    Yields a dict: ``endpoint_url`` and ``storage_options`` (explicit test keys, for fsspec/s3fs
+    on the client and the Dask workers). Create a bucket per test, e.g.
+    ``fsspec.filesystem("s3", **s3_server["storage_options"]).mkdir("my-bucket")``.
+    """
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    options = {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+    try:
+        yield {"endpoint_url": endpoint, "storage_options": options}
+    finally:
+        server.stop()

@@ -165,9 +165,11 @@ class Source:
         for raw, out in self.mapping.items():
             rule = "id" if out in ID_COLUMNS else out
             for info in self.infos:
-                if raw not in info.schema.names:
+                if raw not in info.schema.names or info.num_rows == 0:
                     continue
                 t = info.schema.field(raw).type
+                if pa.types.is_null(t):  # all values null: any type will do
+                    continue
                 if out in ID_COLUMNS and _is_string(t):
                     kinds[out] = "str"
                 if rule in _KINDS and not (_is_string(t) or _KINDS[rule][0](t)):

@@ -228,7 +228,7 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: int) ->
         flag(amount < 0, Reason.negative_amount, out["amount"], "amount")
     if "is_fraud" in df.columns:
         raw_label = df["is_fraud"]
-        if pd.api.types.is_bool_dtype(raw_label.dtype):
+        if pd.api.types.is_numeric_dtype(raw_label.dtype):
             label = raw_label.astype("float64")
         else:
             label = pd.to_numeric(raw_label.astype(STRING_DTYPE), errors="coerce")

@@ -1,0 +1,222 @@
+"""Validation and quarantine: every reason on a deliberately corrupted source, structural errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from omegaconf import OmegaConf
+
+from fraud_dask.data import load_transactions
+from fraud_dask.data.schema import REASONS, TS_DTYPE
+from fraud_dask.tasks import ingest
+
+MAPPING = {
+    "txn": "tx_id",
+    "when": "ts",
+    "card": "card_id",
+    "amt": "amount",
+    "term": "terminal_id",
+    "fraud": "is_fraud",
+}
+
+
+def _good(day: str, n: int, first_id: int) -> list[dict]:
+    base = pd.Timestamp(day)
+    return [
+        {
+            "txn": first_id + i,
+            "when": (base + pd.Timedelta(minutes=7 * i)).strftime("%Y-%m-%d %H:%M:%S"),
+            "card": 100 + i % 5,
+            "amt": 10.0 + i,
+            "term": 7 + i % 3,
+            "fraud": i % 4 == 0,
+        }
+        for i in range(n)
+    ]
+
+
+def corrupted_source(root: Path) -> tuple[dict[str, list[dict]], list[str | None]]:
+    """Three daily files; each row's expected reason (None = kept) listed in file order."""
+    f0 = _good("2024-03-01", 6, 0)
+    f1 = _good("2024-03-02", 6, 100)
+    f2 = _good("2024-03-03", 6, 200)
+    expect = [None] * 18
+    f0[1]["txn"] = None
+    expect[1] = "null_key"
+    f0[2]["card"] = None
+    expect[2] = "null_key"
+    f0[3]["amt"] = -5.0
+    expect[3] = "negative_amount"
+    f0[4]["amt"] = float("nan")
+    expect[4] = "non_finite_amount"
+    f1[0]["amt"] = float("inf")
+    expect[6] = "non_finite_amount"
+    f1[1]["when"] = "2024-02-30 10:00:00"
+    expect[7] = "unparseable_timestamp"
+    f1[2]["when"] = "1999-12-31 23:00:00"
+    expect[8] = "timestamp_out_of_range"
+    f1[3]["when"] = "2024-03-02T10:00:00+02:00"
+    expect[9] = "mixed_timezone"
+    f1[4]["fraud"] = 2
+    expect[10] = "label_not_binary"
+    # A repeat of a kept tx_id in a later file is a duplicate ...
+    f2[0]["txn"] = 5
+    expect[12] = "duplicate_tx_id"
+    # ... but when the first copy is bad, the first good copy is kept.
+    f2[1]["txn"] = 3
+    f2[2]["txn"] = 3
+    expect[14] = "duplicate_tx_id"
+    f2[3]["when"] = None
+    expect[15] = "null_key"
+    files = {"2024-03-01.parquet": f0, "2024-03-02.parquet": f1, "2024-03-03.parquet": f2}
+    root.mkdir(parents=True, exist_ok=True)
+    for name, rows in files.items():
+        frame = pd.DataFrame(rows)
+        frame["txn"] = frame["txn"].astype("Int64")
+        frame["card"] = frame["card"].astype("Int64")
+        frame["fraud"] = frame["fraud"].astype("int64")
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), root / name)
+    return files, expect
+
+
+def _cfg(path: Path, run_dir: Path, **extra: object) -> object:
+    data = {
+        "name": "corrupt",
+        "path": str(path),
+        "columns": MAPPING,
+        "label_delay_days": 10,
+        "timestamp": {"timezone": "Europe/Brussels"},
+        **extra,
+    }
+    return OmegaConf.create({"data": data, "run_dir": str(run_dir), "task": {"dedupe": True}})
+
+
+def test_ingest_quarantines_every_reason(client, tmp_path: Path) -> None:
+    files, expect = corrupted_source(tmp_path / "src")
+    cfg = _cfg(tmp_path / "src", tmp_path / "run")
+    report = ingest.run(cfg, client)
+    json.dumps(report)  # metrics.json must be serialisable
+
+    assert report["rows_in"] == 18 == report["rows_kept"] + report["rows_quarantined"]
+    expected_counts = {r: sum(e == r for e in expect) for r in REASONS}
+    assert report["by_reason"] == expected_counts
+    assert all(report["by_reason"][r] > 0 for r in REASONS), "every reason must be exercised"
+
+    quarantine = pd.read_parquet(tmp_path / "run" / "quarantine")
+    got = {
+        (f.rsplit("/", 1)[1], int(r)): why
+        for f, r, why in quarantine[["source_file", "source_row", "reason"]].itertuples(index=False)
+    }
+    names = sorted(["2024-03-01.parquet", "2024-03-02.parquet", "2024-03-03.parquet"])
+    want = {(names[i // 6], i % 6): why for i, why in enumerate(expect) if why is not None}
+    assert got == want
+    dup = quarantine[quarantine["reason"] == "duplicate_tx_id"].sort_values("source_row")
+    assert list(dup["detail"]) == [
+        f"tx_id=first={tmp_path / 'src' / names[0]}:5",
+        f"tx_id=first={tmp_path / 'src' / names[2]}:1",
+    ]
+
+    kept = pd.read_parquet(tmp_path / "run" / "transactions")
+    rows = [row for rs in files.values() for row in rs]
+    want_ids = sorted(r["txn"] for r, e in zip(rows, expect, strict=True) if e is None)
+    assert sorted(kept["tx_id"]) == want_ids
+    assert kept["day"].nunique() >= 3
+
+
+def test_kept_rows_are_canonical_and_match_pandas(client, tmp_path: Path) -> None:
+    files, expect = corrupted_source(tmp_path / "src")
+    frame = load_transactions(_cfg(tmp_path / "src", tmp_path / "run").data, dedupe=True)
+    got = frame.compute().sort_values("tx_id").reset_index(drop=True)
+
+    rows = [row for rs in files.values() for row in rs]
+    want = pd.DataFrame([r for r, e in zip(rows, expect, strict=True) if e is None])
+    want_ts = (
+        pd.to_datetime(want["when"]).dt.tz_localize("Europe/Brussels").dt.tz_convert("UTC")
+    ).astype(TS_DTYPE)
+    want = want.assign(ts=want_ts).sort_values("txn").reset_index(drop=True)
+
+    assert got["ts"].dtype == TS_DTYPE and got["label_ts"].dtype == TS_DTYPE
+    assert got["is_fraud"].dtype == np.int8 and got["amount"].dtype == np.float64
+    assert got["tx_id"].dtype == np.int64 and got["card_id"].dtype == np.int64
+    assert list(got["client_id"].astype(str).unique()) == ["default"]
+    np.testing.assert_array_equal(got["tx_id"], want["txn"].astype("int64"))
+    np.testing.assert_array_equal(got["amount"], want["amt"])
+    pd.testing.assert_series_equal(got["ts"], want["ts"], check_names=False)
+    pd.testing.assert_series_equal(
+        got["label_ts"], want["ts"] + pd.Timedelta(days=10), check_names=False
+    )
+    # Without the duplicate pass the later copies stay (documented fast path).
+    fast = load_transactions(_cfg(tmp_path / "src", tmp_path / "run").data).compute()
+    assert len(fast) == len(got) + 2
+
+
+def test_date_range_and_projection(client, tmp_path: Path) -> None:
+    corrupted_source(tmp_path / "src")
+    data = _cfg(tmp_path / "src", tmp_path / "run").data
+    full = load_transactions(data).compute()
+    part = load_transactions(
+        data, columns=["tx_id", "ts"], start="2024-03-02", end="2024-03-03"
+    ).compute()
+    assert list(part.columns) == ["tx_id", "ts"]
+    lo, hi = pd.Timestamp("2024-03-02", tz="UTC"), pd.Timestamp("2024-03-03", tz="UTC")
+    want = full[(full["ts"] >= lo) & (full["ts"] < hi)]
+    assert sorted(part["tx_id"]) == sorted(want["tx_id"])
+
+
+def _write(path: Path, frame: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def _plain(n: int = 5) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "tx_id": np.arange(n),
+            "ts": pd.date_range("2024-01-01", periods=n, freq="h"),
+            "card_id": np.arange(n) % 2,
+            "amount": np.linspace(1, 2, n),
+            "merchant_id": ["m1"] * n,
+        }
+    )
+
+
+def test_missing_required_column_names_file_and_column(client, tmp_path: Path) -> None:
+    _write(tmp_path / "src" / "a.parquet", _plain())
+    _write(tmp_path / "src" / "b.parquet", _plain().drop(columns=["amount"]))
+    with pytest.raises(ValueError, match=r"b\.parquet: missing required column 'amount'"):
+        load_transactions({"name": "x", "path": str(tmp_path / "src")})
+
+
+def test_uncastable_type_names_file_and_column(client, tmp_path: Path) -> None:
+    _write(tmp_path / "src" / "a.parquet", _plain())
+    bad = _plain().assign(ts=[[1]] * 5)
+    _write(tmp_path / "src" / "b.parquet", bad)
+    with pytest.raises(TypeError, match=r"b\.parquet: column 'ts' \(ts\) has type list"):
+        load_transactions({"name": "x", "path": str(tmp_path / "src")})
+    text = _plain().assign(amount=["1.5", "2", "3 EUR", "4", "5"])
+    _write(tmp_path / "src2" / "c.parquet", text)
+    frame = load_transactions({"name": "x", "path": str(tmp_path / "src2")})
+    with pytest.raises(ValueError, match=r"c\.parquet: column 'amount'.*'3 EUR'"):
+        frame.compute()
+
+
+def test_corrupt_and_empty_sources(client, tmp_path: Path) -> None:
+    _write(tmp_path / "src" / "a.parquet", _plain())
+    (tmp_path / "src" / "b.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ValueError, match=r"b\.parquet: unreadable or corrupt parquet file"):
+        load_transactions({"name": "x", "path": str(tmp_path / "src")})
+    _write(tmp_path / "empty" / "a.parquet", _plain(0))
+    with pytest.raises(ValueError, match="empty dataset"):
+        load_transactions({"name": "x", "path": str(tmp_path / "empty")})
+    (tmp_path / "none").mkdir()
+    with pytest.raises(FileNotFoundError, match="no parquet files"):
+        load_transactions({"name": "x", "path": str(tmp_path / "none")})
+    _write(tmp_path / "ok" / "a.parquet", _plain())
+    with pytest.raises(ValueError, match="no column maps to required"):
+        load_transactions({"name": "x", "path": str(tmp_path / "ok"), "columns": {"a": "b"}})
