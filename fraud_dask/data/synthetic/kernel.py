@@ -110,7 +110,13 @@ def _world(plan: Plan) -> _World:
     target = plan.n_rows * plan.fraud_rate * plan.shares[Scenario.compromised_terminal - 1]
     genuine_per_day = plan.n_rows * (1 - plan.fraud_rate * (1 - plan.shares[0])) / plan.n_days
     expected = np.cumsum(genuine_per_day * share[order] * days)
-    n_comp = 0 if target <= 0 else min(int(np.searchsorted(expected, target)) + 1, n_t // 2)
+    # the count whose expected total is nearest to the target
+    n_comp = int(np.searchsorted(expected, target))
+    if n_comp < n_t and expected[n_comp] - target < target - (
+        expected[n_comp - 1] if n_comp else 0
+    ):
+        n_comp += 1
+    n_comp = min(n_comp, n_t // 2)
     start_ms = np.zeros(n_t, dtype=np.int64)
     end_ms = np.zeros(n_t, dtype=np.int64)
     chosen = order[:n_comp]
