@@ -1,0 +1,309 @@
+"""The model registry: immutable versions, atomic aliases, verified loading, a real kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+from omegaconf import OmegaConf
+
+from fraud_dask.registry import Registry, data_fingerprint, git_revision
+from fraud_dask.train.model import TrainedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = {"name": "tiny", "windows": [{"entity": ["card_id"], "windows": ["1d"]}]}
+
+
+def make_model(seed: int = 0, rounds: int = 5) -> tuple[TrainedModel, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    y = (x["a"] + 0.5 * rng.normal(size=400) > 1).astype(int)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "seed": seed, "nthread": 1},
+        xgb.DMatrix(x, y),
+        num_boost_round=rounds,
+    )
+    model = TrainedModel("xgboost", ["a", "b"], {}, "cpu", booster, rounds - 1, None, {"rows": 400})
+    return model, x
+
+
+def register(reg: Registry, seed: int = 0, **kw):
+    model, x = make_model(seed)
+    version = reg.register(
+        "fraud",
+        model,
+        features=FEATURES,
+        config=OmegaConf.create({"seed": seed, "model": {"kind": "xgboost"}}),
+        metrics={"test": {"average_precision": 0.5 + seed / 100, "roc_auc": 0.9}},
+        fingerprint=data_fingerprint(x),
+        **kw,
+    )
+    return version, model, x
+
+
+def test_register_load_round_trip(tmp_path):
+    reg = Registry(str(tmp_path / "reg"))
+    version, model, x = register(reg)
+    assert version == 1
+    assert reg.versions("fraud") == [1]
+    assert reg.aliases("fraud") == {"champion": 1}  # the first version is champion
+
+    bundle = reg.load("fraud")  # champion
+    assert bundle.version == 1
+    expected = model.booster.predict(xgb.DMatrix(x), iteration_range=(0, 5))
+    got = bundle.model.predict_partition(x)
+    np.testing.assert_array_equal(got, expected)
+    assert bundle.features == FEATURES
+    assert bundle.config == {"seed": 0, "model": {"kind": "xgboost"}}
+    assert bundle.metrics["test"]["average_precision"] == 0.5
+
+    m = bundle.manifest
+    assert m["libraries"]["xgboost"] == xgb.__version__
+    assert m["libraries"]["pandas"] == pd.__version__
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    assert m["git"]["commit"] == head.stdout.strip()
+    assert m["fingerprint"]["rows"] == 400
+    assert m["model"]["columns"] == ["a", "b"]
+    assert set(m["files"]) == {
+        "model/model.ubj",
+        "model/model.json",
+        "features.json",
+        "config.json",
+        "metrics.json",
+    }
+    listing = reg.list("fraud")
+    assert [(r["version"], r["aliases"]) for r in listing] == [(1, ["champion"])]
+    assert listing[0]["headline"] == {"average_precision": 0.5, "roc_auc": 0.9}
+
+
+def test_versions_are_immutable_and_alias_moves(tmp_path):
+    reg = Registry(str(tmp_path / "reg"))
+    register(reg, seed=0)
+    v1_bytes = (tmp_path / "reg/fraud/1/model/model.ubj").read_bytes()
+    v2, model2, x = register(reg, seed=1)
+    assert v2 == 2
+    assert reg.resolve("fraud", "champion") == 1  # registering does not promote by default
+    assert reg.resolve("fraud", "latest") == 2
+    record = reg.promote("fraud", 2)
+    assert record["version"] == 2 and record["previous"] == 1
+    assert [h["version"] for h in record["history"]] == [1]
+    assert reg.load("fraud").version == 2
+    np.testing.assert_array_equal(
+        reg.load("fraud").model.predict_partition(x),
+        model2.booster.predict(xgb.DMatrix(x), iteration_range=(0, 5)),
+    )
+    # version 1 is untouched, and a third registration with promote=True moves the alias
+    assert (tmp_path / "reg/fraud/1/model/model.ubj").read_bytes() == v1_bytes
+    v3, _, _ = register(reg, seed=2, promote=True)
+    assert reg.aliases("fraud") == {"champion": 3}
+    assert reg.show("fraud", "v1")["version"] == 1
+    assert reg.show("fraud")["aliases"] == ["champion"]
+
+
+def test_bad_references_and_names(tmp_path):
+    reg = Registry(str(tmp_path / "reg"))
+    with pytest.raises(KeyError, match="no model named 'fraud'"):
+        reg.load("fraud")
+    register(reg)
+    with pytest.raises(KeyError, match="no alias 'staging'.*champion"):
+        reg.resolve("fraud", "staging")
+    with pytest.raises(KeyError, match="no version 7; versions: \\[1\\]"):
+        reg.resolve("fraud", 7)
+    with pytest.raises(ValueError, match="model name '../x' is not allowed"):
+        reg.versions("../x")
+    model, _ = make_model()
+    with pytest.raises(ValueError, match="reserved or unsafe"):
+        reg.register("fraud", model, features={}, config={}, extra_files={"metrics.json": b"x"})
+
+
+def test_damaged_bundle_is_refused(tmp_path):
+    reg = Registry(str(tmp_path / "reg"))
+    register(reg)
+    target = tmp_path / "reg/fraud/1/model/model.ubj"
+    data = bytearray(target.read_bytes())
+    data[-10] ^= 0xFF
+    os.chmod(target, 0o644)
+    target.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="model/model.ubj does not match its manifest"):
+        reg.load("fraud")
+
+
+def test_loading_never_unpickles(tmp_path, monkeypatch):
+    reg = Registry(str(tmp_path / "reg"))
+    register(reg)
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("pickle was used while loading a bundle")
+
+    for attr in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, attr, tripwire)
+    bundle = reg.load("fraud")
+    assert bundle.model.booster.num_boosted_rounds() == 5
+    for path in (tmp_path / "reg/fraud/1").rglob("*"):
+        if path.is_file():
+            assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"
+
+
+def test_data_fingerprint_ignores_partitioning_and_order_but_not_content(client):
+    import dask.dataframe as dd
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"a": rng.normal(size=1000), "k": rng.integers(0, 9, 1000)})
+    base = data_fingerprint(df)
+    assert data_fingerprint(dd.from_pandas(df, npartitions=7)) == base
+    assert data_fingerprint(dd.from_pandas(df.sample(frac=1.0, random_state=1), npartitions=3)) == (
+        base
+    )
+    changed = df.copy()
+    changed.loc[500, "a"] += 1e-9
+    assert data_fingerprint(changed)["row_hash_sum"] != base["row_hash_sum"]
+    assert data_fingerprint(df.iloc[:-1])["rows"] == 999
+
+
+def test_concurrent_registrations_get_distinct_versions(tmp_path):
+    reg = Registry(str(tmp_path / "reg"))
+    register(reg)
+    got, errors = [], []
+
+    def work(seed):
+        try:
+            got.append(register(Registry(str(tmp_path / "reg")), seed=seed)[0])
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(got) == [2, 3, 4, 5]
+    assert reg.versions("fraud") == [1, 2, 3, 4, 5]
+    for v in range(1, 6):
+        reg.load("fraud", v)  # every one complete and verified
+
+
+def test_registry_on_s3(s3_server):
+    import boto3
+
+    # s3fs.mkdir sends a us-east-1 location constraint, which the S3 API rejects: use boto3.
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server["endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="models")
+    reg = Registry("s3://models/registry", s3_server["storage_options"])
+    register(reg)
+    v2, model2, x = register(reg, seed=1, promote=True)
+    assert reg.versions("fraud") == [1, 2]
+    bundle = reg.load("fraud")
+    assert bundle.version == 2 and bundle.path == "s3://models/registry/fraud/2"
+    np.testing.assert_array_equal(
+        bundle.model.predict_partition(x),
+        model2.booster.predict(xgb.DMatrix(x), iteration_range=(0, 5)),
+    )
+    assert reg.alias_record("fraud", "champion")["previous"] == 1
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_registry import make_model
+    from fraud_dask.registry import Registry
+    model, _ = make_model(seed=9)
+    big = {{f"reference/part-{{i}}.bin": bytes([i]) * (48 << 20) for i in range(8)}}
+    print("ready", flush=True)
+    Registry({root!r}).register("fraud", model, features={{}}, config={{}},
+                                extra_files=big, promote=True)
+    print("registered", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_kill_during_register_leaves_no_partial_version(tmp_path):
+    root = tmp_path / "reg"
+    reg = Registry(str(root))
+    _, model, x = register(reg)
+    champion_before = json.loads((root / "fraud/aliases/champion.json").read_text())
+    script = KILL_SCRIPT.format(tests=str(ROOT / "tests"), root=str(root))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    # Kill once the big bundle is being written: staging holds some, not all, of its files.
+    deadline = time.monotonic() + 120
+    seen = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        staging = list((root / "fraud").glob(".staging-*"))
+        if staging and (staging[0] / "reference").is_dir():
+            seen = [p.name for p in (staging[0] / "reference").iterdir()]
+            if seen:
+                break
+        time.sleep(0.001)
+    assert proc.poll() is None, "the registration finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert 1 <= len(seen) < 8
+
+    leftovers = list((root / "fraud").glob(".staging-*"))
+    assert len(leftovers) == 1 and not (leftovers[0] / "manifest.json").exists()
+    assert reg.versions("fraud") == [1]
+    assert not (root / "fraud/2").exists()
+    assert json.loads((root / "fraud/aliases/champion.json").read_text()) == champion_before
+    bundle = reg.load("fraud")  # the old champion, every file verified
+    assert bundle.version == 1
+    np.testing.assert_array_equal(
+        bundle.model.predict_partition(x),
+        model.booster.predict(xgb.DMatrix(x), iteration_range=(0, 5)),
+    )
+    assert reg.clean_staging("fraud", older_than_s=0) == [str(leftovers[0])]
+    assert register(reg, seed=5)[0] == 2
+
+
+def test_git_revision_outside_a_checkout(tmp_path):
+    assert git_revision(tmp_path) == {"commit": None}
+
+
+def test_registry_task_list_show_promote(tmp_path):
+    from fraud_dask.tasks import registry as task
+
+    reg = Registry(str(tmp_path / "reg"))
+    register(reg)
+    register(reg, seed=1)
+    cfg = OmegaConf.create(
+        {
+            "task": {"name": "registry", "action": "list"},
+            "registry": {
+                "path": str(tmp_path / "reg"),
+                "name": "fraud",
+                "version": "2",
+                "alias": "champion",
+                "storage_options": {},
+            },
+        }
+    )
+    out = task.run(cfg, None)
+    assert [(r["version"], r["aliases"]) for r in out["versions"]] == [(1, ["champion"]), (2, [])]
+    cfg.task.action = "show"
+    assert task.run(cfg, None)["version"]["version"] == 2
+    cfg.task.action = "promote"
+    assert task.run(cfg, None)["promoted"]["version"] == 2
+    assert reg.aliases("fraud") == {"champion": 2}
+    cfg.task.action = "delete"
+    with pytest.raises(ValueError, match="task.action is 'delete', expected one of"):
+        task.run(cfg, None)
