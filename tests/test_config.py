@@ -30,7 +30,7 @@ def test_every_group_has_options() -> None:
 def test_every_option_composes_and_resolves(group: str, option: str, tmp_path: Path) -> None:
     cfg = compose([f"{group}={option}"], run_dir=tmp_path)
     # fully resolvable: every interpolation points somewhere real
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False, enum_to_str=True)
     assert isinstance(resolved, dict)
     assert set(GROUPS) <= set(resolved)
     if group == "task":
