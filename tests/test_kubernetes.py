@@ -409,6 +409,7 @@ def test_manifest_commands_make_a_tls_only_cluster(tmp_path: Path) -> None:
     doc = k8s.load_manifest(CPU)
     bindir = Path(sys.executable).parent
     procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Any] = []
 
     def launch(role: str, extra_env: dict[str, str]) -> None:
         (c,) = containers(doc, role)
@@ -417,7 +418,7 @@ def test_manifest_commands_make_a_tls_only_cluster(tmp_path: Path) -> None:
         args = [_expand(a.replace("/etc/dask/tls", str(certs)), env) for a in c["args"]]
         args = [{"8786": str(port), ":8787": ":0", ":8788": ":0"}.get(a, a) for a in args]
         args[0] = str(bindir / args[0])
-        log = open(tmp_path / f"{role}.log", "wb")
+        logs.append(log := open(tmp_path / f"{role}.log", "wb"))
         procs.append(subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=log))
 
     try:
@@ -455,6 +456,9 @@ def test_manifest_commands_make_a_tls_only_cluster(tmp_path: Path) -> None:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
 
 
 # --- worker images ----------------------------------------------------------------------------
