@@ -366,7 +366,7 @@ def _restore_interrupted(fs: Any, root: str) -> None:
     olds = sorted(fs.glob(f"{parent}/.{name}.old-*"))
     if olds:
         log.warning("restoring %s from an interrupted commit (%s)", root, olds[-1])
-        fs.mv(olds[-1], root, recursive=True)
+        _move_tree(fs, olds[-1], root)
 
 
 def _commit(fs: Any, root: str, tmp: str) -> int:
@@ -375,12 +375,24 @@ def _commit(fs: Any, root: str, tmp: str) -> int:
     parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
     old = f"{parent}/.{name}.old-{uuid.uuid4().hex}"
     if fs.exists(root):
-        fs.mv(root, old, recursive=True)
-    fs.mv(tmp, root, recursive=True)
+        _move_tree(fs, root, old)
+    _move_tree(fs, tmp, root)
     if fs.exists(old):
         fs.rm(old, recursive=True)
     fs.invalidate_cache()
     return rows
+
+
+def _move_tree(fs: Any, src: str, dst: str) -> None:
+    """Rename a folder (local: one atomic rename; object stores: copy each object, then delete)."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if "file" in protocols or "local" in protocols:
+        fs.mv(src, dst, recursive=True)
+        return
+    files = fs.find(src)
+    fs.copy(files, [dst + f[len(src) :] for f in files])
+    fs.rm(files)
+    fs.invalidate_cache()
 
 
 def _footer_rows(fs: Any, path: str) -> int:
