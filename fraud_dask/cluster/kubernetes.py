@@ -189,7 +189,7 @@ def build_cluster_spec(conf: Any) -> dict[str, Any]:
     meta = spec.setdefault("metadata", {})
     meta["name"] = name
     meta["namespace"] = namespace
-    body = spec.get("spec") if isinstance(spec.get("spec"), dict) else {}
+    body: dict[str, Any] = spec["spec"] if isinstance(spec.get("spec"), dict) else {}
     scheduler = body.get("scheduler") or {}
     worker = body.get("worker") or {}
     service = scheduler.get("service") or {}
@@ -460,7 +460,7 @@ def make_kube_cluster(conf: Any) -> Any:
     security = client_security(conf)
     from dask_kubernetes.operator import KubeCluster
 
-    class TLSKubeCluster(KubeCluster):  # type: ignore[misc]
+    class TLSKubeCluster(KubeCluster):
         """KubeCluster whose scheduler connections use TLS with the client's credentials."""
 
         def __init__(self, *, security: Any, **kwargs: Any) -> None:
