@@ -1,0 +1,226 @@
+"""The ``model`` config group's schema and the choice of model inputs.
+
+:class:`ModelConf` is a spec: which model (``kind``), on which device, with which parameters,
+how class imbalance and early stopping are handled, which columns go in. The YAML options under
+``configs/model/`` hold values only and are merged onto it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from fraud_dask.cluster import Device
+
+#: Columns that never enter a model: identifiers, times, the label and the generator's truth.
+FORBIDDEN = ("tx_id", "ts", "label_ts", "is_fraud", "scenario", "fraud_scenario")
+#: Entity keys and bookkeeping columns left out unless named in ``features`` or ``categorical``.
+ENTITY_KEYS = (
+    "card_id",
+    "customer_id",
+    "terminal_id",
+    "merchant_id",
+    "device_id",
+    "client_id",
+    "day",
+)
+
+
+class ModelKind(enum.Enum):
+    """Which learner ``task=train`` fits as the main model."""
+
+    xgboost = "xgboost"
+    logistic = "logistic"
+
+
+class Imbalance(enum.Enum):
+    """How the rare fraud class is weighted during training."""
+
+    none = "none"
+    scale_pos_weight = "scale_pos_weight"  # XGBoost's parameter, negatives / positives by default
+    weights = "weights"  # a per-row weight column: frauds weigh pos_weight, genuine rows 1
+
+
+def _xgb_defaults() -> dict[str, Any]:
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "aucpr",
+        "tree_method": "hist",
+        "max_depth": 6,
+        "learning_rate": 0.1,
+        "min_child_weight": 1.0,
+        "subsample": 1.0,
+        "colsample_bytree": 1.0,
+        "max_bin": 256,
+        "max_cat_to_onehot": 1,
+    }
+
+
+def _logistic_defaults() -> dict[str, Any]:
+    return {"C": 1.0, "solver": "lbfgs", "max_iter": 200}
+
+
+@dataclass
+class ModelConf:
+    """Schema of the ``model`` config group.
+
+    Attributes
+    ----------
+    kind : ModelKind
+        The main model: ``xgboost`` (distributed, ``xgboost.dask``) or ``logistic`` (dask-ml).
+    device : Device
+        ``auto`` (cuda when every worker has a GPU), ``cpu`` or ``cuda``; resolved once per run.
+    params : dict
+        XGBoost parameters (merged onto hist / binary:logistic / aucpr defaults).
+    num_boost_round : int
+        Most boosting rounds.
+    early_stopping_rounds : int or None
+        Stop when the validation metric has not improved for this many rounds; None: off.
+    valid_days : int
+        Days at the end of each training period held out, later in time, for early stopping.
+        0: no early stopping (``num_boost_round`` rounds).
+    refit : bool
+        After early stopping, retrain on the whole training period with the best round count.
+    imbalance : Imbalance
+        ``none``, ``scale_pos_weight`` or ``weights``.
+    pos_weight : float or None
+        Weight of a fraud; None: negatives / positives of the training period.
+    categorical : list of str
+        Columns used as native XGBoost categories (a fixed category list per column).
+    categories : dict
+        Fixed category lists per column; columns of ``categorical`` not listed here get the
+        sorted values seen in training (unseen values score as missing).
+    features : list of str
+        Model inputs; empty: every numeric or boolean column that is not excluded.
+    exclude : list of str
+        Columns left out of the automatic selection.
+    baseline : bool
+        Also train the logistic baseline in the same run (when ``kind`` is xgboost).
+    baseline_params : dict
+        dask-ml ``LogisticRegression`` parameters of the baseline (``C``, ``solver``,
+        ``max_iter``).
+    search : dict
+        Grid of XGBoost parameters (name -> list of values) tried on the validation folds; the
+        best mean ``select_metric`` wins; empty: no search.
+    select_metric : str
+        Metric of :func:`fraud_dask.metrics.evaluate` that picks the winner of ``search``.
+    partitions_per_worker : int
+        Training partitions per worker after rebalancing.
+    """
+
+    kind: ModelKind = ModelKind.xgboost
+    device: Device = Device.auto
+    params: dict[str, Any] = field(default_factory=_xgb_defaults)
+    num_boost_round: int = 500
+    early_stopping_rounds: int | None = 50
+    valid_days: int = 1
+    refit: bool = True
+    imbalance: Imbalance = Imbalance.none
+    pos_weight: float | None = None
+    categorical: list[str] = field(default_factory=list)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    features: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    baseline: bool = True
+    baseline_params: dict[str, Any] = field(default_factory=_logistic_defaults)
+    search: dict[str, list[Any]] = field(default_factory=dict)
+    select_metric: str = "average_precision"
+    partitions_per_worker: int = 1
+
+
+def conf_value(conf: Any, key: str, default: Any = None) -> Any:
+    """A config value as a plain Python object (enums to their value, containers to dict/list)."""
+    if isinstance(conf, Mapping) or hasattr(conf, "get"):
+        value = conf.get(key, default)
+    else:
+        value = getattr(conf, key, default)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if hasattr(value, "_get_node") or hasattr(value, "_metadata"):  # omegaconf container
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def xgb_params(conf: Any) -> dict[str, Any]:
+    """XGBoost parameters of a model config: the defaults overlaid with ``params``."""
+    return _xgb_defaults() | dict(conf_value(conf, "params", {}) or {})
+
+
+def _usable(dtype: Any) -> bool:
+    if isinstance(dtype, pd.CategoricalDtype):
+        return False
+    return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+def feature_columns(
+    dtypes: Mapping[str, Any] | pd.Series, conf: Any, label: str = "is_fraud"
+) -> list[str]:
+    """The model inputs of a frame, in a fixed order.
+
+    Parameters
+    ----------
+    dtypes : mapping or pandas.Series
+        Column name -> dtype of the frame (``frame.dtypes``).
+    conf : ModelConf or DictConfig
+        Supplies ``features``, ``exclude`` and ``categorical``.
+    label : str
+        The label column (never an input).
+
+    Returns
+    -------
+    list of str
+        ``features`` when given, else every numeric or boolean column that is neither forbidden,
+        an entity key, excluded, nor the label; ``categorical`` columns are appended.
+
+    Raises
+    ------
+    ValueError
+        A named column is missing, forbidden (identifiers, times, the label, the scenario), or
+        not numeric, boolean nor categorical.
+    """
+    dtypes = dict(dtypes.items())
+    forbidden = set(FORBIDDEN) | {label}
+    named = list(conf_value(conf, "features", []) or [])
+    categorical = list(conf_value(conf, "categorical", []) or [])
+    excluded = set(conf_value(conf, "exclude", []) or [])
+    for where, cols in (("model.features", named), ("model.categorical", categorical)):
+        missing = [c for c in cols if c not in dtypes]
+        if missing:
+            raise ValueError(
+                f"{where}: column(s) {missing} not in the frame; it has {list(dtypes)}"
+            )
+        bad = sorted(forbidden & set(cols))
+        if bad:
+            raise ValueError(
+                f"{where}: {bad} can never be a model input (identifiers, times, the label "
+                f"and the fraud scenario are excluded: {sorted(forbidden)})"
+            )
+    if named:
+        chosen = [c for c in named if c not in categorical]
+    else:
+        skip = forbidden | set(ENTITY_KEYS) | excluded | set(categorical)
+        chosen = [c for c, t in dtypes.items() if c not in skip and _usable(t)]
+    wrong = [f"{c} ({dtypes[c]})" for c in chosen if not _usable(dtypes[c])]
+    if wrong:
+        raise ValueError(
+            f"model.features: {wrong} are neither numeric nor boolean; list text or category "
+            "columns under model.categorical"
+        )
+    columns = chosen + categorical
+    if not columns:
+        raise ValueError(f"model: no input columns left among {list(dtypes)}")
+    return columns
+
+
+def require_columns(columns: Iterable[str], frame_columns: Iterable[str], where: str) -> None:
+    """Fail with the missing names when a frame lacks columns a model needs."""
+    have = set(frame_columns)
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; the frame has {sorted(have)}")

@@ -1,0 +1,276 @@
+"""Fitting on the cluster: rebalanced partitions, ``xgboost.dask`` and the dask-ml baseline.
+
+:func:`balance` spreads the training rows evenly over the workers (a time-filtered frame often
+holds its rows in a few partitions, and ``xgboost.dask`` trains each worker on the partitions it
+holds). :func:`fit_xgboost` trains with ``DaskQuantileDMatrix`` and hist, early stopping on a
+later-in-time validation frame, class weights and native categories, on CPU or CUDA (cupy) with
+the same code. :func:`fit_logistic` fits the logistic baseline with dask-ml.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_dask.train.config import conf_value, feature_columns, xgb_params
+from fraud_dask.train.encode import (
+    encode_partition,
+    feature_types,
+    learn_categories,
+    matrix_meta,
+)
+from fraud_dask.train.model import TrainedModel
+
+log = logging.getLogger(__name__)
+
+
+def _length(part: pd.DataFrame) -> pd.Series:
+    return pd.Series([len(part)], dtype="int64")
+
+
+def _take_rows(pieces: list[pd.DataFrame], spans: list[tuple[int, int]]) -> pd.DataFrame:
+    return pd.concat([p.iloc[lo:hi] for p, (lo, hi) in zip(pieces, spans, strict=True)])
+
+
+def balance(client: Any, frame: Any, parts_per_worker: int = 1) -> tuple[Any, list[int], list[Any]]:
+    """Spread a frame's rows evenly over the workers, keeping row order.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        The cluster session.
+    frame : dask.dataframe.DataFrame
+        Rows to train on (any partitioning; empty partitions allowed).
+    parts_per_worker : int
+        Partitions each worker holds afterwards.
+
+    Returns
+    -------
+    (dask.dataframe.DataFrame, list of int)
+        The frame, persisted, as ``n_workers * parts_per_worker`` partitions of equal size
+        (within one row), partition ``i`` held by worker ``i mod n_workers``; and the partition
+        lengths.
+
+    Raises
+    ------
+    ValueError
+        The frame has no rows, or the cluster has no worker.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if not workers:
+        raise ValueError("balance: the cluster has no worker")
+    frame = client.persist(frame)
+    lengths = frame.map_partitions(_length, meta=pd.Series(dtype="int64")).compute().to_numpy()
+    total = int(lengths.sum())
+    if total == 0:
+        raise ValueError("balance: the training frame has no rows")
+    n = max(1, min(len(workers) * max(1, int(parts_per_worker)), total))
+    bounds = np.linspace(0, total, n + 1).round().astype(int)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    parts = frame.to_delayed()
+    futures, sizes = [], []
+    for i in range(n):
+        a, b = bounds[i], bounds[i + 1]
+        idx = [j for j in range(len(parts)) if starts[j] < b and starts[j + 1] > a]
+        spans = [(max(a - starts[j], 0), min(b, starts[j + 1]) - starts[j]) for j in idx]
+        task = dask.delayed(_take_rows)(
+            [parts[j] for j in idx], [tuple(map(int, s)) for s in spans]
+        )
+        worker = workers[i % len(workers)]
+        futures.append(client.compute(task, workers=[worker], allow_other_workers=False))
+        sizes.append(int(b - a))
+    # Persisting the frame built on the futures keeps them alive with it (and makes it
+    # convertible to a dask array, which a frame over bare futures is not).
+    out = client.persist(dd.from_delayed(futures, meta=frame._meta, verify_meta=False))
+    return out, sizes
+
+
+def _label_counts(frame: Any, label: str) -> tuple[int, int]:
+    import dask
+
+    n, pos = dask.compute(frame[label].count(), frame[label].sum())
+    return int(n), int(pos)
+
+
+def _matrix(frame: Any, columns: list[str], cats: dict, device: str, lengths: list[int]) -> Any:
+    x = frame.map_partitions(encode_partition, columns, cats, meta=matrix_meta(columns))
+    if device != "cuda":
+        return x
+    import cupy
+
+    arr = x.to_dask_array(lengths=lengths)
+    return arr.map_blocks(cupy.asarray, dtype=np.float32, meta=cupy.empty((0, len(columns))))
+
+
+def _vector(series: Any, device: str, lengths: list[int]) -> Any:
+    series = series.astype("float32")
+    if device != "cuda":
+        return series
+    import cupy
+
+    arr = series.to_dask_array(lengths=lengths)
+    return arr.map_blocks(cupy.asarray, dtype=np.float32, meta=cupy.empty((0,)))
+
+
+def fit_xgboost(
+    client: Any,
+    train_frame: Any,
+    valid_frame: Any | None,
+    conf: Any,
+    device: str,
+    *,
+    label: str = "is_fraud",
+    seed: int = 0,
+) -> TrainedModel:
+    """Train XGBoost on the cluster (see :func:`fraud_dask.train.train`)."""
+    import xgboost.dask as dxgb
+
+    columns = feature_columns(train_frame.dtypes, conf, label)
+    categorical = list(conf_value(conf, "categorical", []) or [])
+    cats = learn_categories(train_frame, categorical, conf_value(conf, "categories", {}) or {})
+    params = xgb_params(conf) | {"device": device, "seed": int(seed)}
+    params.setdefault("nthread", 1)
+    rounds = int(conf_value(conf, "num_boost_round", 100))
+    stop = conf_value(conf, "early_stopping_rounds")
+    ppw = int(conf_value(conf, "partitions_per_worker", 1))
+    imbalance = conf_value(conf, "imbalance", "none")
+
+    needed = [*columns, label]
+    train_part, sizes = balance(client, train_frame[needed], ppw)
+    n, pos = _label_counts(train_part, label)
+    if pos == 0 or pos == n:
+        raise ValueError(
+            f"train: the training period has {pos} fraud(s) among {n} rows; both classes are needed"
+        )
+    pos_weight = conf_value(conf, "pos_weight")
+    pos_weight = float(pos_weight) if pos_weight is not None else (n - pos) / pos
+    weight = None
+    if imbalance == "scale_pos_weight":
+        params["scale_pos_weight"] = pos_weight
+    elif imbalance == "weights":
+        w = train_part[label].map_partitions(
+            lambda s: (1.0 + (pos_weight - 1.0) * (s == 1)).astype("float32"),
+            meta=pd.Series(dtype="float32", name=label),
+        )
+        weight = _vector(w, device, sizes)
+    types = feature_types(columns, cats)
+    common = dict(feature_names=columns, feature_types=types, enable_categorical=bool(cats))
+    log.info("xgboost: %d rows (%d frauds), %d inputs, device=%s", n, pos, len(columns), device)
+    dtrain = dxgb.DaskQuantileDMatrix(
+        client,
+        _matrix(train_part, columns, cats, device, sizes),
+        _vector(train_part[label], device, sizes),
+        weight=weight,
+        max_bin=int(params.get("max_bin", 256)),
+        **common,
+    )
+    evals, valid_rows = None, 0
+    early = valid_frame is not None and stop is not None and int(stop) > 0
+    if valid_frame is not None:
+        valid_part, vsizes = balance(client, valid_frame[needed], ppw)
+        valid_rows = sum(vsizes)
+        dvalid = dxgb.DaskQuantileDMatrix(
+            client,
+            _matrix(valid_part, columns, cats, device, vsizes),
+            _vector(valid_part[label], device, vsizes),
+            ref=dtrain,
+            max_bin=int(params.get("max_bin", 256)),
+            **common,
+        )
+        evals = [(dtrain, "train"), (dvalid, "valid")]
+    out = dxgb.train(
+        client,
+        params,
+        dtrain,
+        num_boost_round=rounds,
+        evals=evals,
+        early_stopping_rounds=int(stop) if early else None,
+        verbose_eval=False,
+    )
+    booster = out["booster"]
+    best = int(booster.best_iteration) if early else booster.num_boosted_rounds() - 1
+    info = {
+        "rows": n,
+        "frauds": pos,
+        "valid_rows": valid_rows,
+        "pos_weight": pos_weight,
+        "imbalance": imbalance,
+        "params": params,
+        "rounds_trained": booster.num_boosted_rounds(),
+        "history": out.get("history", {}),
+    }
+    model = TrainedModel("xgboost", columns, cats, device, booster, best, None, info)
+    if early and conf_value(conf, "refit", False):
+        import dask.dataframe as dd
+
+        refit_conf = _with(conf, num_boost_round=best + 1, early_stopping_rounds=None, refit=False)
+        whole = dd.concat([train_frame[needed], valid_frame[needed]])
+        refit = fit_xgboost(client, whole, None, refit_conf, device, label=label, seed=seed)
+        refit.info |= {"early_stopping": info, "refit": True}
+        return refit
+    return model
+
+
+def _with(conf: Any, **changes: Any) -> dict[str, Any]:
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    if dataclasses.is_dataclass(conf) and not isinstance(conf, type):
+        base = OmegaConf.to_container(OmegaConf.structured(conf), resolve=True, enum_to_str=True)
+    elif isinstance(conf, dict):
+        base = dict(conf)
+    else:
+        base = OmegaConf.to_container(conf, resolve=True, enum_to_str=True)
+    assert isinstance(base, dict)
+    return base | changes
+
+
+def fit_logistic(
+    client: Any, train_frame: Any, conf: Any, *, label: str = "is_fraud", seed: int = 0
+) -> TrainedModel:
+    """Fit the logistic baseline with dask-ml on standardized numeric inputs.
+
+    Categorical inputs are left out (the baseline is linear in the numeric inputs); missing
+    values count as the training mean. ``C``, ``solver`` and ``max_iter`` come from
+    ``baseline_params`` (or ``params`` when ``kind`` is logistic).
+    """
+    import dask
+    from dask_ml.linear_model import LogisticRegression
+
+    categorical = set(conf_value(conf, "categorical", []) or [])
+    columns = [c for c in feature_columns(train_frame.dtypes, conf, label) if c not in categorical]
+    kind = conf_value(conf, "kind", "xgboost")
+    given = conf_value(conf, "params" if kind == "logistic" else "baseline_params", {}) or {}
+    lr_params = {"C": 1.0, "solver": "lbfgs", "max_iter": 200} | {
+        k: v for k, v in given.items() if k in ("C", "solver", "max_iter", "tol", "penalty")
+    }
+    part, sizes = balance(client, train_frame[[*columns, label]], 1)
+    x = part.map_partitions(encode_partition, columns, {}, meta=matrix_meta(columns))
+    mean, std, n, pos = dask.compute(
+        x.mean(), x.std(ddof=0), part[label].count(), part[label].sum()
+    )
+    mean = np.array(mean.fillna(0.0), dtype=np.float64)
+    scale = np.array(std.fillna(0.0), dtype=np.float64)
+    scale[scale == 0] = 1.0
+    z = x.map_partitions(
+        lambda p: ((p - mean) / scale).fillna(0.0).astype("float64"),
+        meta=pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}),
+    ).to_dask_array(lengths=sizes)
+    y = part[label].astype("float64").to_dask_array(lengths=sizes)
+    est = LogisticRegression(random_state=seed, **lr_params).fit(z, y)
+    coef = {
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "coef": np.asarray(est.coef_, dtype=float).ravel().tolist(),
+        "intercept": float(np.ravel(est.intercept_)[0]),
+    }
+    info = {"rows": int(n), "frauds": int(pos), "params": lr_params, "dropped": sorted(categorical)}
+    log.info("logistic baseline: %d rows, %d inputs", int(n), len(columns))
+    return TrainedModel("logistic", columns, {}, "cpu", None, None, coef, info)
