@@ -185,7 +185,7 @@ def _fraud_rows(
         if scenario == Scenario.stolen_card:
             pool = world.high_value_terminals
             terminal = pool[rng.integers(0, len(pool), size=rows)]
-            boost = rng.uniform(1.5, 4.0, size=rows)
+            boost = rng.uniform(1.2, 3.0, size=rows)
             amount = _amounts(rng, world.terminal_category[terminal], 1.0) * boost
             ip = _random_ips(rng, n)[inc]
         elif scenario == Scenario.card_testing:
@@ -196,7 +196,7 @@ def _fraud_rows(
         else:
             pool = world.cnp_terminals
             terminal = pool[rng.integers(0, len(pool), size=rows)]
-            boost = rng.uniform(2.0, 6.0, size=rows)
+            boost = rng.uniform(1.5, 4.0, size=rows)
             scale = customers["scale"][victim][inc]
             amount = _amounts(rng, world.terminal_category[terminal], scale) * boost
             ip = _random_ips(rng, n)[inc]
