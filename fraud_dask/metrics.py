@@ -252,25 +252,45 @@ def _columns(frame: Any, names: dict[str, str | None]) -> Any:
     return out[keep]
 
 
-def _groupby_agg(frame: Any, keys: list[str], spread: bool, **aggs: tuple[str, str]) -> Any:
-    # Score tables come to the client whole, so a tree reduction into one partition is enough;
-    # the (day, card) table is bigger than what leaves the workers, so it stays spread out.
-    extra = {"split_out": True if spread else 1} if _is_dask(frame) else {}
-    return frame.groupby(keys, observed=True).agg(**aggs, **extra)
+def _score_table(frame: Any, keys: list[str]) -> Any:
+    # The table comes to the client whole, so a tree reduction into one partition is enough.
+    extra = {"split_out": 1} if _is_dask(frame) else {}
+    return frame.groupby(keys, observed=True).agg(
+        n=("label", "count"), pos=("label", "sum"), fraud_amount=("fraud_amount", "sum"), **extra
+    )
 
 
-def _candidates(work: Any, by: list[str], k: int) -> Any:
-    cards = _groupby_agg(
-        work, [*by, "day", "card"], True, score=("score", "max"), label=("label", "max")
-    ).reset_index()
-    fraud_cards = work.loc[work["label"] == 1, [*by, "card"]].drop_duplicates()
-    if _is_dask(cards):
-        # One small partition, broadcast to every partition of the card-day table.
-        fraud_cards = fraud_cards.repartition(npartitions=1)
-        return cards.map_partitions(
-            card_candidates, fraud_cards, k, by, meta=cards._meta, align_dataframes=False
-        )
+def card_day_candidates(part: pd.DataFrame, k: int, by: Sequence[str]) -> pd.DataFrame:
+    """:func:`card_candidates` of a partition holding every row of each of its cards.
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        Rows with columns ``*by, day, card, score, label`` (all rows of a card together).
+    k : int
+        Cards per day.
+    by : sequence of str
+        Population keys (e.g. ``["client"]``); empty for the whole frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Card-days (max score, max label) that can enter some day's top k.
+    """
+    keys = [*by, "day", "card"]
+    cards = part.groupby(keys, observed=True, sort=False).agg(
+        score=("score", "max"), label=("label", "max")
+    )
+    cards = cards.reset_index()
+    fraud_cards = cards.loc[cards["label"] == 1, [*by, "card"]].drop_duplicates()
     return card_candidates(cards, fraud_cards, k, by)
+
+
+def _candidates(by_card: Any, by: list[str], k: int) -> Any:
+    if not _is_dask(by_card):
+        return card_day_candidates(by_card, k, by)
+    meta = card_day_candidates(by_card._meta, k, by)
+    return by_card.map_partitions(card_day_candidates, k, by, meta=meta)
 
 
 def evaluate(
@@ -347,21 +367,19 @@ def evaluate(
         "client": client_col if by_client else None,
     }
     work = _columns(frame, names)
-    aggs = {
-        "n": ("label", "count"),
-        "pos": ("label", "sum"),
-        "fraud_amount": ("fraud_amount", "sum"),
-    }
     lazy = {
         "rows": work["label"].size,
         "bad_labels": (~work["label"].isin([0, 1])).sum(),
         "bad_scores": work["score"].isna().sum() + (work["score"].abs() == np.inf).sum(),
-        "table": _groupby_agg(work, ["day", "score"] if by_day else ["score"], False, **aggs),
-        "cards": _candidates(work, [], k),
+        "table": _score_table(work, ["day", "score"] if by_day else ["score"]),
     }
+    # One shuffle puts all rows of a card in one partition; the card-day maxima and the
+    # candidates for CP@k (overall and per client) are then computed partition by partition.
+    by_card = work.shuffle(on="card") if _is_dask(work) else work
+    lazy["cards"] = _candidates(by_card, [], k)
     if by_client:
-        lazy["client_table"] = _groupby_agg(work, ["client", "score"], False, **aggs)
-        lazy["client_cards"] = _candidates(work, ["client"], k)
+        lazy["client_table"] = _score_table(work, ["client", "score"])
+        lazy["client_cards"] = _candidates(by_card, ["client"], k)
     got = dict(zip(lazy, dask.compute(*lazy.values()), strict=True))
     if not got["rows"]:
         raise ValueError("evaluate: the frame has no rows")

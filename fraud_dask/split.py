@@ -458,9 +458,11 @@ def select_test(
         label_col=label_col,
         label_ts_col=label_ts_col,
     )
-    return test.map_partitions(
-        _drop_known, known, ts_col, card_col, meta=test._meta, align_dataframes=False
-    )
+    # The known cards travel as one delayed pandas frame, not as a second collection: with a
+    # collection argument dask's optimizer could no longer tell that columns of the result are
+    # aligned with each other, and a later `assign` would shuffle rows by index.
+    (known_part,) = known.to_delayed()
+    return test.map_partitions(_drop_known, known_part, ts_col, card_col, meta=test._meta)
 
 
 def split_frame(

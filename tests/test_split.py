@@ -143,6 +143,12 @@ def test_handbook_baseline_split_matches_the_book(client, handbook_dir: Path) ->
     # frauds after removing the cards known compromised.
     assert (n_train, train_frauds) == (67240, 598)
     assert (n_test, test_frauds) == (58264, 385)
+    # Columns derived from the test frame stay row-aligned with it (no shuffle by index: the
+    # handbook's index restarts in every file).
+    derived = test.assign(double=test.amount * 2, day=test.ts.dt.floor("D")).compute()
+    assert len(derived) == 58264 and derived.tx_id.is_unique
+    assert (derived.double == derived.amount * 2).all()
+    assert (derived.day == derived.ts.dt.floor("D")).all()
 
 
 @pytest.mark.parametrize("rule", ["fraud_day", "label_ts"])
@@ -297,3 +303,19 @@ def test_missing_columns_are_named(client) -> None:
         select_test(to_dask(pdf), fold, rule="label_ts")
     with pytest.raises(ValueError, match=r"select_train\(f\): missing column\(s\) \['ts'\]"):
         select_train(to_dask(pdf.drop(columns=["ts"])), fold)
+
+
+def test_composed_run_config_carries_the_split_options() -> None:
+    from fraud_dask.config import compose
+
+    handbook = compose(["split=handbook"]).split
+    assert [f.train_start for f in make_folds(handbook, "test")][0] == D(2018, 8, 15)
+    assert make_folds(handbook, "baseline")[0].test_start == D(2018, 8, 8)
+    default = compose(["split.n_folds=2"]).split
+    data_range = (pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-06-30", tz="UTC"))
+    assert [f.test_end for f in make_folds(default, "test", data_range)] == [
+        D(2024, 6, 30),
+        D(2024, 6, 23),
+    ]
+    with pytest.raises(Exception, match="known_since"):
+        compose(["split.known_since=yesterday"])
