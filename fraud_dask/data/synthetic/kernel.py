@@ -144,7 +144,9 @@ _INCIDENTS = (
 _COLUMNS = ("ms", "customer", "card", "device_id", "ip", "terminal", "amount", "scenario")
 
 
-def _amounts(rng: np.random.Generator, category: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _amounts(
+    rng: np.random.Generator, category: np.ndarray, scale: np.ndarray | float
+) -> np.ndarray:
     mu = np.log(_CAT_MEDIAN[category] * scale)
     return np.exp(mu + _CAT_SIGMA[category] * rng.standard_normal(len(category)))
 
