@@ -1,0 +1,293 @@
+"""Batch scoring over Dask: features from the bundle's spec, score, decision and reason codes.
+
+:func:`score_features` is one pure function of a partition (:func:`score_partition`) applied
+with ``map_partitions(..., meta=...)``. :func:`load_period` reads the transactions of a scoring
+period plus the history its features need (the plan's horizon before the period, and the last
+earlier row of every entity with a time-since-previous feature), so every window of every
+scored row is complete. :func:`score_period` chains the two with the bundle's feature spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_dask.data.schema import STRING_DTYPE
+from fraud_dask.score.reasons import contributions, reason_code, top_reasons
+from fraud_dask.train.encode import encode_partition
+
+log = logging.getLogger(__name__)
+
+#: Boosters loaded in this process (a worker scores many partitions with one model).
+_BOOSTERS: dict[str, Any] = {}
+#: Columns of the transactions carried into the scores when present.
+CARRY = ("tx_id", "ts", "card_id", "client_id", "amount", "is_fraud", "label_ts")
+
+
+def booster_from_raw(raw: bytes) -> Any:
+    """An XGBoost booster from UBJSON bytes, cached per process (by digest)."""
+    import xgboost as xgb
+
+    key = hashlib.sha256(raw).hexdigest()
+    if key not in _BOOSTERS:
+        booster = xgb.Booster(model_file=bytearray(raw))
+        booster.set_param({"nthread": 1})
+        _BOOSTERS[key] = booster
+    return _BOOSTERS[key]
+
+
+def reason_columns(top: int) -> list[str]:
+    """``reason_1`` ... ``reason_<top>``."""
+    return [f"reason_{i + 1}" for i in range(top)]
+
+
+def score_partition(
+    part: pd.DataFrame,
+    model: Any,
+    raw: bytes | None,
+    *,
+    top: int,
+    threshold: float,
+    keep: Sequence[str],
+    version: int = 0,
+) -> pd.DataFrame:
+    """Score one pandas batch: ``keep`` columns, ``score``, ``alert``, reasons, version.
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        Rows holding the model's inputs.
+    model : fraud_dask.train.TrainedModel
+        The model (for XGBoost its booster may be None when ``raw`` is given).
+    raw : bytes or None
+        The booster's UBJSON bytes (XGBoost), loaded once per process.
+    top : int
+        Reason codes per row.
+    threshold : float
+        ``alert`` is ``score >= threshold``.
+    keep : sequence of str
+        Columns of ``part`` carried to the output.
+    version : int
+        Registry version recorded in ``model_version``.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    out = part[list(keep)].copy()
+    matrix = encode_partition(part, model.columns, model.categories).to_numpy(np.float32)
+    if model.kind == "xgboost":
+        import xgboost as xgb
+
+        booster = booster_from_raw(raw) if raw is not None else model.booster
+        if len(part):
+            dm = xgb.DMatrix(
+                matrix,
+                feature_names=list(model.columns),
+                feature_types=booster.feature_types,
+                enable_categorical=bool(model.categories),
+            )
+            score = booster.predict(dm, iteration_range=model.iteration_range)
+        else:
+            score = np.empty(0, np.float32)
+    else:
+        score = model.predict_partition(part)
+        booster = None
+    score = np.asarray(score, dtype=np.float32)
+    out["score"] = score
+    out["alert"] = score >= np.float32(threshold)
+    if len(part):
+        contribs = contributions(model, matrix, booster)
+        reasons = top_reasons(contribs, [reason_code(c) for c in model.columns], top)
+    else:
+        reasons = [np.empty(0, dtype=object) for _ in range(top)]
+    for name, values in zip(reason_columns(top), reasons, strict=True):
+        out[name] = pd.Series(values, index=part.index, dtype=object).astype(STRING_DTYPE)
+    out["model_version"] = np.int32(version)
+    return out
+
+
+def score_features(
+    frame: Any,
+    model: Any,
+    *,
+    top: int = 3,
+    threshold: float = 0.5,
+    keep: Sequence[str] | None = None,
+    version: int = 0,
+) -> Any:
+    """Score a lazy frame of features: ``score``, ``alert``, ``reason_1..top``, lazily.
+
+    Parameters
+    ----------
+    frame : dask.dataframe.DataFrame
+        Rows holding the model's inputs (e.g. ``build_features`` output).
+    model : fraud_dask.train.TrainedModel
+        The model to score with.
+    top : int
+        Reason codes per row (0: none).
+    threshold : float
+        Decision threshold.
+    keep : sequence of str, optional
+        Columns carried to the output; default: those of :data:`CARRY` in the frame.
+    version : int
+        Registry version, recorded in ``model_version``.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        Same partitions, one row per input row.
+
+    Raises
+    ------
+    ValueError
+        An input of the model, or a ``keep`` column, is missing from the frame.
+    """
+    import dask
+
+    missing = [c for c in model.columns if c not in frame.columns]
+    keep = [c for c in CARRY if c in frame.columns] if keep is None else list(keep)
+    missing += [c for c in keep if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"score: column(s) {missing} missing from the frame to score; it has "
+            f"{list(frame.columns)}"
+        )
+    if top < 0:
+        raise ValueError(f"score: top_reasons must be >= 0, got {top}")
+    raw = None
+    shell = model
+    if model.kind == "xgboost":
+        raw = dask.delayed(bytes(model.booster.save_raw("ubj")), pure=True)
+        shell = type(model)(
+            model.kind, model.columns, model.categories, model.device, None,
+            model.best_iteration, model.coef, {},
+        )  # fmt: skip
+    kwargs = {"top": top, "threshold": threshold, "keep": keep, "version": version}
+    meta = _meta(frame._meta, keep, top)
+    return frame.map_partitions(score_partition, shell, raw, **kwargs, meta=meta)
+
+
+def _meta(part: pd.DataFrame, keep: Sequence[str], top: int) -> pd.DataFrame:
+    out = part[list(keep)].iloc[:0].copy()
+    out["score"] = np.empty(0, np.float32)
+    out["alert"] = np.empty(0, bool)
+    for name in reason_columns(top):
+        out[name] = pd.Series([], dtype=STRING_DTYPE)
+    out["model_version"] = np.empty(0, np.int32)
+    return out
+
+
+def _utc(value: Any) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _last_rows(part: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    ordered = part.sort_values(["ts", "tx_id"], kind="stable")
+    return ordered.dropna(subset=key).drop_duplicates(key, keep="last")
+
+
+def load_period(
+    data_cfg: Any,
+    features: Any,
+    start: Any,
+    end: Any = None,
+    *,
+    exact_recency: bool = True,
+) -> tuple[Any, Any]:
+    """The transactions of ``[start, end)`` plus the history their features need (lazy).
+
+    Parameters
+    ----------
+    data_cfg : DataConf, DictConfig or mapping
+        The source (read through :func:`fraud_dask.data.load_transactions`).
+    features : FeaturesConf, DictConfig or mapping
+        The feature spec (its plan's horizon says how far back to read).
+    start, end : str or Timestamp
+        The scoring period (UTC when naive); ``end`` None: to the end of the data.
+    exact_recency : bool
+        Add the last earlier row of every entity with a time-since-previous feature.
+
+    Returns
+    -------
+    (dask.dataframe.DataFrame, pandas.Timestamp or None)
+        The rows, and where the history starts (None: all of it).
+    """
+    import dask.dataframe as dd
+
+    from fraud_dask.data import load_transactions
+    from fraud_dask.features.plan import make_plan
+
+    start = _utc(start)
+    if start is None:
+        raise ValueError("score: the scoring period needs a start (score.start)")
+    frame = load_transactions(data_cfg, end=end)
+    plan = make_plan(features, list(frame.columns))
+    horizon = plan.horizon()
+    if horizon is None:
+        return frame, None
+    cut = start - pd.Timedelta(horizon, unit="ns")
+    recent = load_transactions(data_cfg, start=cut, end=end)
+    keys = [list(s.key) for s in plan.stages if any(op.kind == "recency" for op in s.ops)]
+    if not (exact_recency and keys):
+        return recent, cut
+    older = load_transactions(data_cfg, end=cut)
+    lasts = []
+    for key in keys:
+        shuffled = older.shuffle(on=key[0] if len(key) == 1 else key)
+        lasts.append(shuffled.map_partitions(_last_rows, key, meta=older._meta))
+    extra = dd.concat(lasts).drop_duplicates(subset=["tx_id"])
+    return dd.concat([extra, recent]), cut
+
+
+def score_period(
+    data_cfg: Any,
+    bundle: Any,
+    start: Any,
+    end: Any = None,
+    *,
+    top: int = 3,
+    threshold: float = 0.5,
+    exact_recency: bool = True,
+) -> Any:
+    """Score the transactions of ``[start, end)`` with a registry bundle, lazily.
+
+    The bundle's feature spec is applied to the period and its history
+    (:func:`load_period`), then the rows of the period are scored (:func:`score_features`).
+
+    Parameters
+    ----------
+    data_cfg : DataConf, DictConfig or mapping
+        The source.
+    bundle : fraud_dask.registry.ModelBundle
+        Model, feature spec and version.
+    start, end : str or Timestamp
+        The period (UTC when naive).
+    top, threshold, exact_recency
+        See :func:`score_features` and :func:`load_period`.
+
+    Returns
+    -------
+    (dask.dataframe.DataFrame, pandas.Timestamp or None)
+        The scored rows of the period, and where the history read starts (None: all of it).
+    """
+    from fraud_dask.features.build import build_features
+
+    frame, cut = load_period(data_cfg, bundle.features, start, end, exact_recency=exact_recency)
+    feats = build_features(frame, bundle.features)
+    lo = _utc(start)
+    period = feats[feats["ts"] >= lo]
+    if end is not None:
+        period = period[period["ts"] < _utc(end)]
+    scored = score_features(
+        period, bundle.model, top=top, threshold=threshold, version=bundle.version
+    )
+    return scored, cut
