@@ -220,8 +220,40 @@ def _is_dask(frame: Any) -> bool:
     return hasattr(frame, "dask") and hasattr(frame, "npartitions")
 
 
+def metric_columns(part: pd.DataFrame, names: dict[str, str | None]) -> pd.DataFrame:
+    """One partition in the internal layout: score, label, card, day, fraud_amount[, client].
+
+    Parameters
+    ----------
+    part : pandas.DataFrame
+        Scored transactions.
+    names : dict
+        Column of ``part`` for each of ``score``, ``label``, ``card``, ``ts`` (or ``day``),
+        ``amount`` and ``client``; ``None`` where absent.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same rows and index; ``day`` is midnight of ``ts`` unless a day column is named.
+    """
+    label = part[names["label"]]
+    amount = part[names["amount"]] if names["amount"] else pd.Series(0.0, index=part.index)
+    out = pd.DataFrame(
+        {
+            "score": part[names["score"]].astype("float64"),
+            "label": label,
+            "card": part[names["card"]],
+            "day": part[names["ts"]].dt.floor("D") if names["day"] is None else part[names["day"]],
+            "fraud_amount": amount.astype("float64") * (label == 1),
+        },
+        index=part.index,
+    )
+    if names["client"]:
+        out["client"] = part[names["client"]].astype(str)
+    return out
+
+
 def _columns(frame: Any, names: dict[str, str | None]) -> Any:
-    """Select and rename to internal names; derive ``day`` and ``fraud_amount``."""
     wanted = {k: v for k, v in names.items() if v is not None}
     if names["day"] is not None:
         del wanted["ts"]
@@ -231,25 +263,10 @@ def _columns(frame: Any, names: dict[str, str | None]) -> Any:
             f"evaluate: missing column(s) {missing}; the frame has {list(frame.columns)} "
             "(pass score_col=, label_col=, ... to name yours)"
         )
-    work = frame[list(dict.fromkeys(wanted.values()))]
-    parts = {key: work[col] for key, col in wanted.items()}
-    out = work.assign(
-        score=parts["score"].astype("float64"),
-        label=parts["label"],
-        card=parts["card"],
-        day=parts["ts"].dt.floor("D") if names["day"] is None else parts["day"],
-        fraud_amount=(
-            parts["amount"].astype("float64") * (parts["label"] == 1)
-            if "amount" in parts
-            else parts["score"] * 0.0
-        ),
-    )
-    if "client" in parts:
-        out = out.assign(client=parts["client"].astype(str))
-    keep = ["score", "label", "card", "day", "fraud_amount"] + (
-        ["client"] if "client" in parts else []
-    )
-    return out[keep]
+    if not _is_dask(frame):
+        return metric_columns(frame, names)
+    meta = metric_columns(frame._meta, names)
+    return frame.map_partitions(metric_columns, names, meta=meta)
 
 
 def _score_table(frame: Any, keys: list[str]) -> Any:
