@@ -91,7 +91,7 @@ class SyntheticConf:
     seed: int = 0
     customers_per_block: int = 500
     """Customers per random stream; changing it changes the data (partitioning does not)."""
-    rows_per_partition: int = 1_000_000
+    rows_per_partition: int = 250_000
     """Target rows per Dask partition (bounds memory); never changes the data."""
 
 
