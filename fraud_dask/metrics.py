@@ -3,10 +3,11 @@
 Exactness comes from aggregating on the workers by distinct score (rows, frauds, fraud amount
 per score value) and building the curves on the client from that table: every threshold the
 data has is a point, so ties are handled as scikit-learn handles them. Card precision@k
-aggregates per (day, card) on the workers and ships only the candidates that can reach a day's
-top k. :func:`evaluate` gets everything (overall, per day, per client) from one ``dask.compute``,
-so the input is read once. The client holds one row per distinct score (per day or client when
-those are asked for); continuous scores on huge data make that table as long as the data.
+shuffles the rows by card once, aggregates per (day, card) partition by partition and ships only
+the card-days that can reach a day's top k. :func:`evaluate` gets everything (overall, per day,
+per client) from one ``dask.compute``, so the input is read once. The client holds one row per
+distinct score (per day or client when those are asked for); continuous scores on huge data make
+that table as long as the data.
 
 Conventions: an alert is ``score >= threshold``; a metric that is undefined (no fraud, or no
 genuine row) is ``None``; card ties are broken by ``card_id`` ascending. Output is plain JSON

@@ -9,6 +9,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from fraud_dask.metrics import ScoreCurve, card_precision_from_candidates, evaluate
@@ -303,3 +305,22 @@ def test_bad_input_names_the_column(client, change, message: str) -> None:
     pdf = change(scored(n=300, seed=9))
     with pytest.raises(ValueError, match=message):
         evaluate(spread(pdf, 3) if len(pdf) else dd.from_pandas(pdf, npartitions=1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 1)), min_size=2, max_size=60).filter(
+        lambda rows: 0 < sum(label for _, label in rows) < len(rows)
+    )
+)
+def test_scorecurve_equals_scikit_learn_on_any_tied_sample(rows: list[tuple[int, int]]) -> None:
+    pdf = pd.DataFrame(rows, columns=["score", "label"]).assign(score=lambda f: f.score / 4)
+    table = pdf.groupby("score").agg(n=("label", "count"), pos=("label", "sum"))
+    curve = ScoreCurve(table.assign(fraud_amount=0.0))
+    assert curve.roc_auc() == pytest.approx(roc_auc_score(pdf.label, pdf.score), rel=EXACT)
+    assert curve.average_precision() == pytest.approx(
+        average_precision_score(pdf.label, pdf.score), rel=EXACT
+    )
+    fpr, tpr, _ = roc_curve(pdf.label, pdf.score, drop_intermediate=False)
+    for max_fpr in (0.0, 0.1, 0.5):
+        assert curve.recall_at_fpr(max_fpr)["recall"] == tpr[fpr <= max_fpr].max()
