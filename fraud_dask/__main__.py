@@ -34,6 +34,27 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+SECRET_KEYS = ("key", "secret", "password", "token", "tls_client_key")
+
+
+def redacted(cfg: Any) -> Any:
+    """The resolved config with secret values (PAN hash keys, credentials) replaced by '***'."""
+    from omegaconf import OmegaConf
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: "***" if isinstance(k, str) and k.endswith(SECRET_KEYS) and v else scrub(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return node
+
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return OmegaConf.create(scrub(plain))
+
+
 def _summary(task: str, result: dict[str, Any], run_dir: Path) -> str:
     lines = [f"fraud_dask task={task} finished; run directory: {run_dir}"]
     for key in ("rows", "rows_written", "rows_in", "rows_kept", "rows_quarantined"):
@@ -59,7 +80,7 @@ def execute(cfg: Any) -> dict[str, Any]:
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(redacted(cfg)))
     task_name = str(getattr(cfg.task.name, "value", cfg.task.name))
     task = get_task(task_name)  # import errors surface before a cluster starts
 

@@ -33,6 +33,10 @@ class TaskConf:
     lifetime_s: float = 0.0
     # write a Dask performance report of the run into the run directory
     performance_report: bool = True
+    # ingest: check duplicate tx_id across the whole source (one extra pass and a shuffle)
+    dedupe: bool = True
+    # ingest / features / score: where the task writes its dataset (null: under the run directory)
+    output: str | None = None
 
 
 def get_task(name: str | TaskName) -> Callable[[Any, Any], dict[str, Any]]:
