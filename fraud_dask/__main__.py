@@ -1,8 +1,8 @@
 """``python -m fraud_dask [overrides]``: compose the config, open one cluster session, run the task.
 
-Every run writes into its Hydra run directory: ``.hydra/`` (Hydra's own record of the config and
-overrides), ``resolved_config.yaml``, ``fraud_dask.log``, ``metrics.json`` when the task returns
-metrics, and ``dask-report.html`` (a Dask performance report of the run).
+Every run writes into its Hydra run directory: ``resolved_config.yaml`` and ``overrides.yaml``
+(secrets such as PAN hash keys replaced by ``***``), ``fraud_dask.log``, ``metrics.json`` when
+the task returns metrics, and ``dask-report.html`` (a Dask performance report of the run).
 """
 
 from __future__ import annotations
@@ -101,10 +101,25 @@ def execute(cfg: Any) -> dict[str, Any]:
     return result
 
 
+def _redact_override(override: str) -> str:
+    key, sep, value = override.partition("=")
+    return (
+        f"{key}{sep}***" if sep and key.rstrip("~+").endswith(SECRET_KEYS) and value else override
+    )
+
+
 def _hydra_main(cfg: Any) -> Any:
     from hydra.core.hydra_config import HydraConfig
 
-    cfg.run_dir = HydraConfig.get().runtime.output_dir
+    hc = HydraConfig.get()
+    cfg.run_dir = hc.runtime.output_dir
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Hydra's own .hydra/ copy is switched off (it would keep secrets given as overrides)
+    overrides = [_redact_override(o) for o in hc.overrides.task]
+    (run_dir / "overrides.yaml").write_text(
+        "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n"
+    )
     return execute(cfg)
 
 

@@ -74,12 +74,23 @@ def test_a_run_writes_its_artifacts_into_the_run_dir_and_nothing_into_the_source
 ) -> None:
     before = _tree(ROOT)
     run_dir = tmp_path / "myrun"
-    out = _run(["task=info", "cluster.n_workers=1", f"hydra.run.dir={run_dir}"], tmp_path / "home")
+    secret = "pan-key-0123456789-do-not-leak"
+    out = _run(
+        ["task=info", "cluster.n_workers=1", f"hydra.run.dir={run_dir}", f"data.pan.key={secret}"],
+        tmp_path / "home",
+    )
     assert out.returncode == 0, out.stderr
     assert str(run_dir) in out.stdout
     for name in ("resolved_config.yaml", "fraud_dask.log", "metrics.json", "dask-report.html"):
         assert (run_dir / name).is_file(), name
-    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    overrides = (run_dir / "overrides.yaml").read_text()
+    assert "cluster.n_workers=1" in overrides and "data.pan.key=***" in overrides
+    assert "n_workers: 1" in (run_dir / "resolved_config.yaml").read_text()
+    # the PAN hash key never reaches the run directory or the console
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+    assert secret not in out.stdout + out.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_workers"] == 1
     assert metrics["device"] == "cpu" or metrics["gpus_per_worker"]
