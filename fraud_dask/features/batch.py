@@ -218,7 +218,7 @@ def calendar_features(batch: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     else:
         local = ts.dt.tz_localize("UTC").dt.tz_convert(plan.timezone)
     hour = local.dt.hour.to_numpy(np.int64)
-    weekday = local.dt.weekday.to_numpy(np.int64)
+    weekday = local.dt.day_of_week.to_numpy(np.int64)
     values = {
         "hour": hour,
         "weekday": weekday,
@@ -282,7 +282,7 @@ def query_features(history: pd.DataFrame, queries: pd.DataFrame, conf: Any) -> p
     if "label_ts" in history.columns:
         q["label_ts"] = pd.Series(pd.NaT, index=q.index, dtype=history["label_ts"].dtype)
     both = pd.concat([history, q], ignore_index=True)
-    feats = features_frame(both, conf)
-    out = feats.iloc[len(history) :]
-    out.index = queries.index
-    return out
+    plan = make_plan(conf, list(both.columns))
+    feats = features_frame(both, plan)[plan.feature_names].iloc[len(history) :]
+    feats.index = queries.index
+    return pd.concat([queries[[c for c in plan.keep if c in queries.columns]], feats], axis=1)
