@@ -1,0 +1,95 @@
+"""``task=serve``: the HTTP scoring service for a registered model.
+
+Loads ``registry.version`` of ``registry.name`` (default: the champion), warm-starts an
+:class:`~fraud_dask.score.online.OnlineScorer` from ``cfg.data`` (the history the features need
+before the newest row, read through the data layer on the cluster), then serves
+``POST /score`` and ``GET /health`` on ``score.serve.host:score.serve.port`` until interrupted
+(or ``score.serve.lifetime_s``). The URL is written to ``<run_dir>/service.json`` once listening.
+
+Example::
+
+    python -m fraud_dask task=serve score.serve.port=8080 score.threshold=0.3
+    curl -s localhost:8080/score -d '{"tx_id": 1, "ts": "2025-03-01T10:00:00Z", ...}'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Any, client: Any) -> dict[str, Any]:
+    """Warm-start the scorer and serve until interrupted.
+
+    Parameters
+    ----------
+    cfg : omegaconf.DictConfig
+        Uses ``cfg.data``, ``cfg.registry``, ``cfg.score`` (threshold, top_reasons,
+        exact_recency, serve.host/port/warm_start_days/max_body_bytes/lifetime_s), ``run_dir``.
+    client : distributed.Client
+        Reads the warm-start history on the cluster.
+
+    Returns
+    -------
+    dict
+        ``url``, ``model``, ``events`` scored, ``rejected`` requests, ``warm_start_s``,
+        ``entities`` held at start.
+    """
+    import pandas as pd
+
+    from fraud_dask.registry import Registry
+    from fraud_dask.score.online import OnlineScorer
+    from fraud_dask.score.service import make_app, serve
+
+    conf = cfg.score
+    reg = Registry.from_conf(cfg.registry)
+    bundle = reg.load(str(cfg.registry.name), str(cfg.registry.version))
+    scorer = OnlineScorer.from_bundle(
+        bundle, threshold=float(conf.threshold), top=int(conf.top_reasons)
+    )
+    started = time.perf_counter()
+    days = conf.serve.get("warm_start_days")
+    if days is not None:
+        from fraud_dask.data import load_transactions
+
+        last = pd.Timestamp(load_transactions(cfg.data, columns=["ts"])["ts"].max().compute())
+        history = load_transactions(cfg.data, start=last - pd.Timedelta(days=int(days)))
+        scorer.warm_start(client.compute(history).result())
+    else:
+        scorer.warm_start_source(cfg.data, exact_recency=bool(conf.exact_recency))
+    warm_s = time.perf_counter() - started
+    entities = scorer.entities
+    log.info("warm start: %.1f s, entities %s", warm_s, entities)
+    run_dir = Path(str(cfg.run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def ready(url: str) -> None:
+        (run_dir / "service.json").write_text(json.dumps({"url": url}) + "\n")
+        print(f"fraud_dask scoring service: {url}/score (POST), {url}/health (GET)", flush=True)
+
+    app = make_app(scorer, max_body_bytes=int(conf.serve.max_body_bytes))
+    try:
+        out = asyncio.run(
+            serve(
+                app,
+                str(conf.serve.host),
+                int(conf.serve.port),
+                lifetime_s=float(conf.serve.lifetime_s),
+                on_ready=ready,
+            )
+        )
+    except KeyboardInterrupt:
+        from fraud_dask.score.service import STATS
+
+        out = {"events": app[STATS]["events"], "rejected": app[STATS]["rejected"]}
+    return out | {
+        "model": {"name": bundle.name, "version": bundle.version},
+        "warm_start_s": round(warm_s, 3),
+        "entities": entities,
+    }
