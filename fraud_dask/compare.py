@@ -1,0 +1,244 @@
+"""Champion vs challenger: both models replayed on the same rows, differences with bootstrap CIs.
+
+The metric values come from :func:`fraud_dask.metrics.evaluate` (exact). Confidence intervals
+come from a paired bootstrap over cards: each replicate draws cards with replacement (a card
+drawn twice counts as two cards, so card precision@k stays well defined), takes all their rows,
+and evaluates both models on that same sample; the interval of ``challenger - champion`` is the
+percentile interval of the replicates. Cards, not rows, are resampled because a card's
+transactions are not independent (and CP@k counts cards). Per client, cards are resampled within
+the client's rows.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: The compared metrics: name -> how to read it from ``evaluate``'s result.
+METRICS = ("average_precision", "card_precision_at_k", "recall_at_fpr", "value_caught_at_fpr")
+
+
+@dataclass
+class CompareConf:
+    """Schema of the ``compare`` config node (``task=compare``).
+
+    Attributes
+    ----------
+    champion, challenger : str
+        Registry references (alias, ``latest`` or a number) of ``registry.name``.
+    start, end : str or None
+        The replay period ``[start, end)``; null start: the data's last day.
+    n_boot : int
+        Bootstrap replicates.
+    ci : float
+        Confidence level of the intervals.
+    k : int
+        Cards per day for card precision@k.
+    max_fpr : float
+        False-positive rate of ``recall_at_fpr`` and of the value-caught threshold.
+    seed : int
+        Seed of the bootstrap draws.
+    """
+
+    champion: str = "champion"
+    challenger: str = "latest"
+    start: str | None = None
+    end: str | None = None
+    n_boot: int = 200
+    ci: float = 0.95
+    k: int = 100
+    max_fpr: float = 0.01
+    seed: int = 0
+
+
+def _metrics(frame: Any, score_col: str, k: int, max_fpr: float) -> dict[str, float | None]:
+    from fraud_dask.metrics import evaluate
+
+    out = evaluate(
+        frame,
+        k=k,
+        max_fpr=max_fpr,
+        budgets=(),
+        by_day=False,
+        by_client=False,
+        curves=False,
+        score_col=score_col,
+    )
+    return {
+        "average_precision": out["average_precision"],
+        "card_precision_at_k": out[f"card_precision_at_{k}"],
+        "recall_at_fpr": out["recall_at_fpr"],
+        "value_caught_at_fpr": out["fraud_value_caught_at_fpr"],
+    }
+
+
+def _resample(frame: pd.DataFrame, groups: list[np.ndarray], rng: np.random.Generator):
+    draw = rng.integers(0, len(groups), len(groups))
+    rows = np.concatenate([groups[i] for i in draw])
+    sizes = np.array([len(groups[i]) for i in draw])
+    sample = frame.iloc[rows].copy()
+    sample["card_id"] = np.repeat(np.arange(len(draw)), sizes)  # a card drawn twice: two cards
+    return sample
+
+
+def bootstrap_difference(
+    frame: pd.DataFrame,
+    *,
+    n_boot: int = 200,
+    ci: float = 0.95,
+    k: int = 100,
+    max_fpr: float = 0.01,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Metrics of two models on the same rows, and their differences with bootstrap CIs.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per transaction: ``score_champion``, ``score_challenger``, ``is_fraud``,
+        ``card_id``, ``ts``, ``amount``.
+    n_boot, ci, k, max_fpr, seed
+        See :class:`CompareConf`.
+
+    Returns
+    -------
+    dict
+        ``rows``, ``frauds``, ``champion`` and ``challenger`` (metric -> value), and
+        ``difference`` (metric -> ``value``, ``ci_low``, ``ci_high``, ``p_challenger_better``,
+        ``replicates``); a metric undefined in a replicate (no fraud drawn) is left out of it.
+
+    Raises
+    ------
+    ValueError
+        A column is missing, ``n_boot < 1`` or ``ci`` is not in (0, 1).
+    """
+    need = ["score_champion", "score_challenger", "is_fraud", "card_id", "ts", "amount"]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise ValueError(f"compare: column(s) {missing} missing; got {list(frame.columns)}")
+    if n_boot < 1 or not 0 < ci < 1:
+        raise ValueError(f"compare: need n_boot >= 1 and 0 < ci < 1, got {n_boot}, {ci}")
+    frame = frame[need].reset_index(drop=True)
+    point = {m: _metrics(frame, f"score_{m}", k, max_fpr) for m in ("champion", "challenger")}
+    groups = list(frame.groupby("card_id", sort=True).indices.values())
+    rng = np.random.default_rng(seed)
+    reps: dict[str, list[float]] = {m: [] for m in METRICS}
+    for _ in range(n_boot):
+        sample = _resample(frame, groups, rng)
+        if not sample["is_fraud"].any():
+            continue
+        a = _metrics(sample, "score_champion", k, max_fpr)
+        b = _metrics(sample, "score_challenger", k, max_fpr)
+        for m in METRICS:
+            if a[m] is not None and b[m] is not None:
+                reps[m].append(float(b[m]) - float(a[m]))
+    alpha = (1 - ci) / 2
+    diff = {}
+    for m in METRICS:
+        a, b = point["champion"][m], point["challenger"][m]
+        values = np.asarray(reps[m])
+        diff[m] = {
+            "value": None if a is None or b is None else float(b) - float(a),
+            "ci_low": float(np.quantile(values, alpha)) if len(values) else None,
+            "ci_high": float(np.quantile(values, 1 - alpha)) if len(values) else None,
+            "p_challenger_better": float(np.mean(values > 0)) if len(values) else None,
+            "replicates": len(values),
+        }
+    return {
+        "rows": len(frame),
+        "frauds": int(frame["is_fraud"].sum()),
+        "cards": len(groups),
+        "champion": point["champion"],
+        "challenger": point["challenger"],
+        "difference": diff,
+    }
+
+
+def compare_frames(
+    frame: pd.DataFrame, *, by_client: bool = True, **options: Any
+) -> dict[str, Any]:
+    """:func:`bootstrap_difference` overall and per ``client_id`` (when present).
+
+    Returns
+    -------
+    dict
+        The overall result, plus ``per_client`` (client -> result) and ``options``.
+    """
+    out = bootstrap_difference(frame, **options)
+    out["options"] = {"n_boot": 200, "ci": 0.95, "k": 100, "max_fpr": 0.01, "seed": 0} | options
+    if by_client and "client_id" in frame.columns:
+        out["per_client"] = {}
+        for client, part in frame.groupby(frame["client_id"].astype(str), sort=True):
+            if part["is_fraud"].any():
+                out["per_client"][str(client)] = bootstrap_difference(part, **options)
+            else:
+                out["per_client"][str(client)] = {
+                    "rows": len(part),
+                    "frauds": 0,
+                    "note": "no fraud: metrics undefined",
+                }
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:+.4f}" if isinstance(value, float) and value < 0 else f"{value:.4f}"
+
+
+def _rows(result: dict[str, Any]) -> str:
+    cells = []
+    for m in METRICS:
+        d = result["difference"][m]
+        lo, hi = d["ci_low"], d["ci_high"]
+        verdict = ""
+        if lo is not None and hi is not None:
+            verdict = (
+                "challenger better"
+                if lo > 0
+                else "champion better"
+                if hi < 0
+                else "no clear difference"
+            )
+        cells.append(
+            f"<tr><td>{m}</td><td>{_fmt(result['champion'][m])}</td>"
+            f"<td>{_fmt(result['challenger'][m])}</td><td>{_fmt(d['value'])}</td>"
+            f"<td>[{_fmt(lo)}, {_fmt(hi)}]</td><td>{_fmt(d['p_challenger_better'])}</td>"
+            f"<td>{verdict}</td></tr>"
+        )
+    return "\n".join(cells)
+
+
+def render_html(result: dict[str, Any], title: str) -> str:
+    """A self-contained HTML report of :func:`compare_frames`' result."""
+    opts = result["options"]
+    head = (
+        "<tr><th>metric</th><th>champion</th><th>challenger</th><th>difference</th>"
+        f"<th>{opts['ci']:.0%} CI</th><th>P(challenger better)</th><th>verdict</th></tr>"
+    )
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{result['rows']} transactions, {result['frauds']} frauds, {result['cards']} cards. "
+        f"Paired bootstrap over cards, {opts['n_boot']} replicates (seed {opts['seed']}); "
+        f"CP@k with k={opts['k']}; recall and value caught at FPR {opts['max_fpr']}.</p>",
+        f"<h2>Overall</h2><table>{head}{_rows(result)}</table>",
+    ]
+    for client, res in result.get("per_client", {}).items():
+        if "difference" in res:
+            parts.append(
+                f"<h2>Client {html.escape(client)}</h2><p>{res['rows']} transactions, "
+                f"{res['frauds']} frauds</p><table>{head}{_rows(res)}</table>"
+            )
+        else:
+            parts.append(f"<h2>Client {html.escape(client)}</h2><p>{html.escape(res['note'])}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
