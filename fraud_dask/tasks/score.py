@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def output_path(cfg: Any) -> str:
-    """``score.output``, else ``<run_dir>/scores``."""
-    out = cfg.score.get("output")
+    """``score.output``, else ``task.output``, else ``<run_dir>/scores``."""
+    out = cfg.score.get("output") or (cfg.task.get("output") if "task" in cfg else None)
     return str(out) if out else f"{str(cfg.run_dir).rstrip('/')}/scores"
 
 
