@@ -258,19 +258,34 @@ def fit_logistic(
     )
     mean = np.array(mean.fillna(0.0), dtype=np.float64)
     scale = np.array(std.fillna(0.0), dtype=np.float64)
-    scale[scale == 0] = 1.0
+    constant = scale == 0
+    scale[constant] = 1.0
+    # Inputs constant over the training period carry no signal (and dask-glm rejects more than
+    # one constant column): fit on the others, give them a zero coefficient.
+    varying = [c for c, flat in zip(columns, constant, strict=True) if not flat]
+    if not varying:
+        raise ValueError(f"logistic baseline: every input is constant in training: {columns}")
+    keep = ~constant
     z = x.map_partitions(
-        lambda p: ((p - mean) / scale).fillna(0.0).astype("float64"),
-        meta=pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}),
+        lambda p: ((p - mean) / scale).fillna(0.0).astype("float64").loc[:, keep],
+        meta=pd.DataFrame({c: pd.Series(dtype="float64") for c in varying}),
     ).to_dask_array(lengths=sizes)
     y = part[label].astype("float64").to_dask_array(lengths=sizes)
     est = LogisticRegression(random_state=seed, **lr_params).fit(z, y)
     coef = {
         "mean": mean.tolist(),
         "scale": scale.tolist(),
-        "coef": np.asarray(est.coef_, dtype=float).ravel().tolist(),
         "intercept": float(np.ravel(est.intercept_)[0]),
     }
-    info = {"rows": int(n), "frauds": int(pos), "params": lr_params, "dropped": sorted(categorical)}
+    full = np.zeros(len(columns))
+    full[keep] = np.asarray(est.coef_, dtype=float).ravel()
+    coef["coef"] = full.tolist()  # in input order, zero for the constant inputs
+    info = {
+        "rows": int(n),
+        "frauds": int(pos),
+        "params": lr_params,
+        "dropped": sorted(categorical),
+        "constant": [c for c, flat in zip(columns, constant, strict=True) if flat],
+    }
     log.info("logistic baseline: %d rows, %d inputs", int(n), len(columns))
     return TrainedModel("logistic", columns, {}, "cpu", None, None, coef, info)
