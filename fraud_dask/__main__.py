@@ -131,6 +131,8 @@ def main() -> None:
 
     register_configs()
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    # every P2P shuffle logs "initialized"/"deactivated" at WARNING from the scheduler plugin
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
     wrapped = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(
         _hydra_main
     )

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from fraud_dask.cluster import ClusterConf
+from fraud_dask.compare import CompareConf
 from fraud_dask.data.config import DataConf
 from fraud_dask.features.config import FeaturesConf
+from fraud_dask.registry import RegistryConf
+from fraud_dask.score.config import ScoreConf
 from fraud_dask.split import SplitConf
 from fraud_dask.tasks import TaskConf
 from fraud_dask.train import ModelConf
@@ -43,6 +46,9 @@ class Config:
     model: ModelConf = field(default_factory=ModelConf)
     split: SplitConf = field(default_factory=SplitConf)
     task: TaskConf = field(default_factory=TaskConf)
+    registry: RegistryConf = field(default_factory=RegistryConf)
+    score: ScoreConf = field(default_factory=ScoreConf)
+    compare: CompareConf = field(default_factory=CompareConf)
     paths: PathsConf = field(default_factory=PathsConf)
     #: the run directory; the entry point sets it to Hydra's output directory
     run_dir: str = "${paths.data_home}/runs/interactive"

@@ -20,6 +20,10 @@ class TaskName(enum.Enum):
     features = "features"
     train = "train"
     evaluate = "evaluate"
+    registry = "registry"
+    score = "score"
+    serve = "serve"
+    compare = "compare"
     info = "info"
     cluster = "cluster"
 
@@ -33,6 +37,8 @@ class TaskConf:
     lifetime_s: float = 0.0
     # write a Dask performance report of the run into the run directory
     performance_report: bool = True
+    # registry: list | show | promote
+    action: str = "list"
     # ingest: check duplicate tx_id across the whole source (one extra pass and a shuffle)
     dedupe: bool = True
     # ingest / features / score: where the task writes its dataset (null: under the run directory)
