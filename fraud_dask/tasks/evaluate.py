@@ -48,9 +48,7 @@ def evaluate_folds(
         test = select_test(
             frame, fold, rule=cfg.split.known_compromised, since=cfg.split.known_since
         )
-        # The test period sits in a few of the frame's partitions: compact it once, in memory,
-        # for every model's scoring.
-        test = test.repartition(npartitions=min(test.npartitions, 8)).persist()
+        test = test.persist()  # scored by every model of the fold
         for name, model in models[fold.name].items():
             full.setdefault(name, {})[fold.name] = evaluate(model.score(test), k=k, max_fpr=max_fpr)
         log.info("evaluated fold %s (%d/%d)", fold.name, i + 1, len(folds))
