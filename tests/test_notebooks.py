@@ -64,7 +64,7 @@ def test_notebook_runs_against_the_running_cluster(
     )
     monkeypatch.setenv("FRAUD_DASK_SCHEDULER_FILE", str(scheduler_file))
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_dir))
-    tasks_before = len(cluster.scheduler.task_prefixes)
+    transitions_before = cluster.scheduler.transition_counter
 
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
@@ -84,5 +84,5 @@ def test_notebook_runs_against_the_running_cluster(
     assert f"Dashboard: http://127.0.0.1:{dashboard}/status" in text
     assert "50000 transactions on 50 terminals" in text
     # the computation ran on the cluster, not in the kernel
-    assert len(cluster.scheduler.task_prefixes) > tasks_before
+    assert cluster.scheduler.transition_counter > transitions_before
     assert not any(p.name != "scheduler.json" for p in tmp_path.iterdir())

@@ -33,7 +33,7 @@ def small_cfg(tmp_path, *extra: str):
 
 def test_pipeline_writes_metrics_report_and_models(client, tmp_path):
     from fraud_dask.__main__ import _jsonable
-    from fraud_dask.split import select_test
+    from fraud_dask.split import split_frame
     from fraud_dask.tasks import pipeline
     from fraud_dask.tasks.train import feature_frame, folds_of
     from fraud_dask.train import TrainedModel
@@ -56,7 +56,7 @@ def test_pipeline_writes_metrics_report_and_models(client, tmp_path):
     # Independent answer: fold test-1 scored by the reloaded model in pandas, scikit-learn.
     frame = feature_frame(cfg, client)
     fold = folds[1]
-    test = select_test(frame, fold).compute()
+    test = split_frame(frame, fold, cfg.split)[1].compute()  # the configured removal rule
     model = TrainedModel.load(str(tmp_path / "run" / "models" / "test-1" / "xgboost"))
     scores = model.predict_partition(test)
     y = test["is_fraud"].to_numpy()
@@ -80,3 +80,16 @@ def test_pipeline_writes_metrics_report_and_models(client, tmp_path):
     ):
         assert title in html
     assert (tmp_path / "run" / "models" / "test-0" / "logistic" / "coefficients.json").exists()
+
+    # the newest fold's model is registered, as the first version and so the champion
+    from fraud_dask.registry import Registry
+
+    assert out["registry"]["version"] == 1 and out["registry"]["fold"] == "test-0"
+    registry = Registry.from_conf(cfg.registry)
+    assert str(tmp_path / "home") in str(cfg.registry.path)
+    bundle = registry.load(cfg.registry.name, "champion")
+    saved = TrainedModel.load(str(tmp_path / "run" / "models" / "test-0" / "xgboost"))
+    assert bytes(bundle.model.booster.save_raw("json")) == bytes(saved.booster.save_raw("json"))
+    assert bundle.model.best_iteration == saved.best_iteration
+    assert bundle.manifest["fingerprint"]["rows"] > 0
+    assert bundle.features["name"] == cfg.features.name

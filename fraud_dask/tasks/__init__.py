@@ -37,6 +37,15 @@ class TaskConf:
     lifetime_s: float = 0.0
     # write a Dask performance report of the run into the run directory
     performance_report: bool = True
+    # train / evaluate: which folds (test: the prequential test folds; baseline: one split)
+    folds: str = "test"
+    # train / evaluate: where fold models are saved (null: <run_dir>/models)
+    model_dir: str | None = None
+    # train / evaluate: read features written by task=features instead of building them
+    features_path: str | None = None
+    # evaluate: cards per day for card precision@k, and the false-positive rate for recall@FPR
+    k: int = 100
+    max_fpr: float = 0.01
     # registry: list | show | promote
     action: str = "list"
     # ingest: check duplicate tx_id across the whole source (one extra pass and a shuffle)

@@ -74,8 +74,53 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     ]
     metrics["report"] = report(cfg, metrics, full, models, folds, notes)
     stages["evaluate"] = time.perf_counter() - t
+    if cfg.registry.register:
+        t = time.perf_counter()
+        out["registry"] = register_newest(cfg, frame, models, folds, metrics)
+        stages["register"] = time.perf_counter() - t
     stages["total"] = time.perf_counter() - started
     out |= metrics | trained
     out["stages"] = {k: round(v, 2) for k, v in stages.items()}
     log.info("pipeline done in %.1f s; report: %s", stages["total"], metrics["report"])
     return out
+
+
+def register_newest(
+    cfg: Any, frame: Any, models: dict[str, Any], folds: list[Any], metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """Register the newest fold's model (the one trained on the most recent data).
+
+    The bundle carries the feature spec, the run's config (secrets redacted), the evaluation
+    metrics and a fingerprint of the rows that model was trained on.
+    """
+    from fraud_dask.__main__ import redacted
+    from fraud_dask.registry import Registry, data_fingerprint
+    from fraud_dask.split import select_train
+
+    newest = max(folds, key=lambda f: f.train_end)
+    kind = str(getattr(cfg.model.kind, "value", cfg.model.kind))
+    model = models[newest.name][kind]
+    registry = Registry.from_conf(cfg.registry)
+    version = registry.register(
+        cfg.registry.name,
+        model,
+        features=cfg.features,
+        config=redacted(cfg),
+        metrics=metrics,
+        fingerprint=data_fingerprint(select_train(frame, newest)),
+        promote=bool(cfg.registry.promote_on_register),
+        alias=str(cfg.registry.alias),
+    )
+    log.info(
+        "registered %s version %d (fold %s) in %s",
+        cfg.registry.name,
+        version,
+        newest.name,
+        cfg.registry.path,
+    )
+    return {
+        "name": str(cfg.registry.name),
+        "version": version,
+        "fold": newest.name,
+        "path": str(cfg.registry.path),
+    }
