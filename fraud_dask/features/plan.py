@@ -41,6 +41,11 @@ class Op:
     smoothing: float = 0.0
     prior: float = 0.0
 
+    @property
+    def moments(self) -> bool:
+        """Whether an output needs the sum, mean or std of the window's amounts."""
+        return any(key in ("sum", "mean", "std") for key, _ in self.outputs)
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -93,7 +93,8 @@ class _History:
         self.ts[at], self.tx[at], self.amount[at] = t, tx, amount
         self.label[at], self.known[at] = label, known
         for c, arr in self.cols.items():
-            arr[at] = values.get(c)
+            v = values.get(c)
+            arr[at] = None if _missing(v) else v
         self.n += 1
 
     def prune(self, before: int) -> None:
@@ -104,20 +105,21 @@ class _History:
 
 def _window(ts: np.ndarray, t: int, p: int, width: int | None, offset: int) -> tuple[int, int]:
     """Rows ``[lo, hi)`` of the first ``p`` in the window ``(t - offset - width, t - offset]``."""
-    w = _UNBOUNDED if width is None else width
-    right = t - offset
-    lo = int(np.searchsorted(ts[:p], right - w, "right"))
-    hi = p if offset == 0 else int(np.searchsorted(ts[:p], right, "right"))
+    if width is None:
+        lo = 0
+    else:
+        lo = int(ts[:p].searchsorted(t - offset - width, "right"))
+    hi = p if offset == 0 else int(ts[:p].searchsorted(t - offset, "right"))
     return lo, max(hi, lo)
 
 
-def _moments(x: np.ndarray) -> tuple[float, float, float]:
-    k = x.shape[0]
+def _moments(x: list[float]) -> tuple[float, float, float]:
+    k = len(x)
     if k == 0:
         return 0.0, math.nan, math.nan
-    total = math.fsum(x.tolist())
+    total = math.fsum(x)
     mean = total / k
-    std = math.sqrt(float(np.sum((x - mean) ** 2)) / (k - 1)) if k > 1 else math.nan
+    std = math.sqrt(math.fsum([(v - mean) ** 2 for v in x]) / (k - 1)) if k > 1 else math.nan
     return total, mean, std
 
 
@@ -195,13 +197,12 @@ class _StageState:
             return
         lo, hi = _window(ts, t, p, op.width, op.offset)
         current = op.offset == 0 and op.include_current
-        x = amounts[lo:hi]
-        if current:
-            x = np.append(x, amount)
-        k = x.shape[0]
-        keys = [key for key, _ in op.outputs]
+        k = hi - lo + current
         total = mean = std = math.nan
-        if kind == "relative" or any(key in ("sum", "mean", "std") for key in keys):
+        if kind == "relative" or op.moments:
+            x = amounts[lo:hi].tolist()
+            if current:
+                x.append(amount)
             total, mean, std = _moments(x)
         if kind == "relative":
             for key, name in op.outputs:
@@ -219,16 +220,24 @@ class _StageState:
                 out[name] = mean
             elif key == "std":
                 out[name] = std
-            elif key == "min":
-                out[name] = float(x.min()) if k else math.nan
-            elif key == "max":
-                out[name] = float(x.max()) if k else math.nan
+            elif key == "min" or key == "max":
+                if k == 0:
+                    out[name] = math.nan
+                else:
+                    x = amounts[lo:hi]
+                    if hi > lo:
+                        m = float(x.min() if key == "min" else x.max())
+                        out[name] = (min(m, amount) if key == "min" else max(m, amount)) \
+                            if current else m  # fmt: skip
+                    else:
+                        out[name] = amount
             else:  # distinct:<column>
-                col = key.split(":", 1)[1]
-                seen = set(h.cols[col][h.lo + lo : h.lo + hi]) if h is not None else set()
+                col = key[9:]
+                seen = set(h.cols[col][h.lo + lo : h.lo + hi].tolist()) if h is not None else set()
                 if current:
-                    seen.add(event.get(col))
-                out[name] = float(sum(1 for v in seen if not _missing(v)))
+                    v = event.get(col)
+                    seen.add(None if _missing(v) else v)
+                out[name] = float(len(seen) - (None in seen))
 
     def update(self, key: Any, p: int, t: int, tx: Any, amount: float, label: int,
                known_at: int, event: Mapping[str, Any], newest: int) -> None:  # fmt: skip
@@ -338,9 +347,17 @@ class OnlineScorer:
                 frame[f"_k{j}"] = keys[c].to_numpy(object)[idx]
             kcols = [f"_k{j}" for j in range(len(st.key))]
             frame = frame.sort_values([*kcols, "_ts", "_tx"], kind="stable")
-            for key, grp in frame.groupby(kcols, sort=False):
-                key = key[0] if len(st.key) == 1 else tuple(key)
-                rows = grp["_i"].to_numpy()
+            values = {c: history[c].to_numpy(object) for c in st.cols}
+            order = frame["_i"].to_numpy()
+            # one slice of the sorted row order per entity
+            starts = np.flatnonzero(
+                np.r_[True, (frame[kcols].shift() != frame[kcols]).any(axis=1).to_numpy()[1:]]
+            )
+            bounds = np.r_[starts, len(order)]
+            firsts = frame[kcols].to_numpy(object)[starts]
+            for g, first in enumerate(firsts):
+                key = first[0] if len(st.key) == 1 else tuple(first)
+                rows = order[bounds[g] : bounds[g + 1]]
                 h = st.entities.get(key)
                 if h is None:
                     h = st.entities[key] = _History(st.cols, self._tx_dtype, len(rows) + 8)
@@ -348,12 +365,13 @@ class OnlineScorer:
                     h.amount[: len(rows)], h.label[: len(rows)] = amount[rows], label[rows]
                     h.known[: len(rows)] = known[rows]
                     for c in st.cols:
-                        h.cols[c][: len(rows)] = history[c].to_numpy(object)[rows]
+                        h.cols[c][: len(rows)] = [None if _missing(v) else v
+                                                  for v in values[c][rows]]  # fmt: skip
                     h.n = len(rows)
                 else:  # merge into existing state one row at a time
                     for r in rows:
                         p = h.position(int(ts[r]), txv[r])
-                        vals = {c: history[c].iloc[r] for c in st.cols}
+                        vals = {c: values[c][r] for c in st.cols}
                         h.insert(p, int(ts[r]), txv[r], amount[r], label[r], known[r], vals)
             if st.horizon is not None:
                 for h in st.entities.values():
