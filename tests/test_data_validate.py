@@ -97,9 +97,13 @@ def _cfg(path: Path, run_dir: Path, **extra: object) -> object:
     return OmegaConf.create({"data": data, "run_dir": str(run_dir), "task": {"dedupe": True}})
 
 
-def test_ingest_quarantines_every_reason(client, tmp_path: Path) -> None:
+@pytest.mark.parametrize("rows_per_partition", [None, 500_000], ids=["file-each", "grouped"])
+def test_ingest_quarantines_every_reason(
+    client, tmp_path: Path, rows_per_partition: int | None
+) -> None:
+    # grouped: the three files are read into one partition (one Arrow concat, one check pass)
     files, expect = corrupted_source(tmp_path / "src")
-    cfg = _cfg(tmp_path / "src", tmp_path / "run")
+    cfg = _cfg(tmp_path / "src", tmp_path / "run", rows_per_partition=rows_per_partition)
     report = ingest.run(cfg, client)
     json.dumps(report)  # metrics.json must be serialisable
 
@@ -200,7 +204,8 @@ def test_uncastable_type_names_file_and_column(client, tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"b\.parquet: column 'ts' \(ts\) has type list"):
         load_transactions({"name": "x", "path": str(tmp_path / "src")})
     text = _plain().assign(amount=["1.5", "2", "3 EUR", "4", "5"])
-    _write(tmp_path / "src2" / "c.parquet", text)
+    _write(tmp_path / "src2" / "b.parquet", _plain().assign(amount=["1", "2", "3", "4", "5"]))
+    _write(tmp_path / "src2" / "c.parquet", text)  # same schema: read in one group with b
     frame = load_transactions({"name": "x", "path": str(tmp_path / "src2")})
     with pytest.raises(ValueError, match=r"c\.parquet: column 'amount'.*'3 EUR'"):
         frame.compute()

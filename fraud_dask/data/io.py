@@ -154,6 +154,42 @@ def inspect_files(fs: Any, root: str, files: Sequence[str], fmt: str) -> list[Fi
         return list(pool.map(one, files))
 
 
+def _parquet_table(
+    path: str,
+    *,
+    fs: Any,
+    read_columns: Sequence[str],
+    filters: list[tuple[str, str, Any]] | None,
+) -> pa.Table:
+    """One Parquet file's table, projected to ``read_columns`` present and filtered."""
+    try:
+        with fs.open(path, "rb") as f:
+            pfile = pq.ParquetFile(f)
+            names = set(pfile.schema_arrow.names)
+            present = [c for c in read_columns if c in names]
+            usable = [flt for flt in filters or [] if flt[0] in names]
+            # INT96 (Spark) read at microseconds: years outside 1677-2262 do not overflow.
+            return pq.read_table(
+                f,
+                columns=present,
+                filters=usable or None,
+                coerce_int96_timestamp_unit="us",
+            )
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: unreadable or corrupt parquet file: {exc}") from None
+
+
+def _complete(pdf: pd.DataFrame, hive: dict[str, str], columns: Sequence[str]) -> pd.DataFrame:
+    """Add the file's hive values, and nulls for the columns it lacks."""
+    for key, value in hive.items():
+        if key in columns and key not in pdf.columns:
+            pdf[key] = pd.Series(value, index=pdf.index, dtype="str")
+    for col in columns:
+        if col not in pdf.columns:
+            pdf[col] = pd.Series(None, index=pdf.index, dtype=object)
+    return pdf
+
+
 def read_file(
     index: int,
     path: str,
@@ -164,7 +200,7 @@ def read_file(
     read_columns: Sequence[str],
     filters: list[tuple[str, str, Any]] | None,
     csv_options: dict[str, Any],
-    process: Callable[[pd.DataFrame, str, int], pd.DataFrame],
+    process: Callable[[pd.DataFrame, str, Any], pd.DataFrame],
 ) -> pd.DataFrame:
     """Read one file (projected and filtered), add its hive values, and ``process`` it.
 
@@ -176,36 +212,97 @@ def read_file(
         The file cannot be read (the file is named).
     """
     columns = read_columns
-    try:
-        if fmt == "csv":
+    if fmt == "csv":
+        try:
             with fs.open(path, "rb", compression="infer") as f:
                 header = pd.read_csv(f, nrows=0, **csv_options).columns
             present = [c for c in columns if c in header]
             with fs.open(path, "rb", compression="infer") as f:
                 pdf = pd.read_csv(f, usecols=present, dtype=str, **csv_options)
+        except (OSError, pa.ArrowException) as exc:
+            raise ValueError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
+    else:
+        table = _parquet_table(path, fs=fs, read_columns=columns, filters=filters)
+        pdf = table.to_pandas()
+    return process(_complete(pdf, hive, columns), path, index)
+
+
+def _read_group(
+    group: Sequence[tuple[int, str, dict[str, str]]],
+    *,
+    fs: Any,
+    fmt: str,
+    read_columns: Sequence[str],
+    filters: list[tuple[str, str, Any]] | None,
+    csv_options: dict[str, Any],
+    process: Callable[[pd.DataFrame, str, Any], pd.DataFrame],
+) -> pd.DataFrame:
+    """Read consecutive files into one partition.
+
+    Parquet files with the same schema are concatenated as Arrow tables and processed once
+    (``index`` is then the file index of every row); files whose schemas differ, and any group
+    whose combined processing raises, are processed file by file, so that an error names its
+    file.
+    """
+    kwargs = {"fs": fs, "fmt": fmt, "read_columns": read_columns, "filters": filters,
+              "csv_options": csv_options, "process": process}  # fmt: skip
+    if len(group) > 1 and fmt != "csv":
+        tables = [
+            _parquet_table(path, fs=fs, read_columns=read_columns, filters=filters)
+            for _, path, _ in group
+        ]
+        hive_keys = {k for _, _, hive in group for k in hive if k in read_columns}
+        schema = tables[0].schema
+        if all(t.schema.equals(schema) for t in tables[1:]) and not any(
+            k in schema.names for k in hive_keys
+        ):
+            pdf = pa.concat_tables(tables).to_pandas()
+            counts = [t.num_rows for t in tables]
+            for key in sorted(hive_keys):
+                values = [hive.get(key) for _, _, hive in group]
+                pdf[key] = pd.Series(np.repeat(np.array(values, dtype=object), counts),
+                                     index=pdf.index, dtype="str")  # fmt: skip
+            index = np.repeat(np.array([i for i, _, _ in group], dtype=np.int64), counts)
+            source = f"{group[0][1]} (+{len(group) - 1} more files)"
+            try:
+                return process(_complete(pdf, {}, read_columns), source, index)
+            except (ValueError, TypeError):
+                pass  # read file by file below: the error then names its file
+    parts = [read_file(index, path, hive, **kwargs) for index, path, hive in group]
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts, ignore_index=True)
+
+
+def group_files(
+    infos: Sequence[FileInfo], rows_per_partition: int | None
+) -> list[list[tuple[int, str, dict[str, str]]]]:
+    """Consecutive files, in order, grouped up to ``rows_per_partition`` rows by their footers.
+
+    Files with no row (by footer) are left out (one is kept when all are empty); a file whose
+    row count is unknown (CSV) or larger than the target is a group of its own.
+    """
+    picks = [(i, info) for i, info in enumerate(infos) if info.num_rows != 0]
+    if not picks:
+        picks = [(0, infos[0])]
+    groups: list[list[tuple[int, str, dict[str, str]]]] = []
+    rows = 0
+    for i, info in picks:
+        entry = (i, info.path, info.hive)
+        n = info.num_rows
+        if (
+            rows_per_partition is None
+            or n is None
+            or not groups
+            or rows + n > rows_per_partition
+            or rows < 0
+        ):
+            groups.append([entry])
+            rows = -1 if n is None else n
         else:
-            with fs.open(path, "rb") as f:
-                pfile = pq.ParquetFile(f)
-                names = set(pfile.schema_arrow.names)
-                present = [c for c in columns if c in names]
-                usable = [flt for flt in filters or [] if flt[0] in names]
-                # INT96 (Spark) read at microseconds: years outside 1677-2262 do not overflow.
-                table = pq.read_table(
-                    f,
-                    columns=present,
-                    filters=usable or None,
-                    coerce_int96_timestamp_unit="us",
-                )
-            pdf = table.to_pandas()
-    except (OSError, pa.ArrowException) as exc:
-        raise ValueError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
-    for key, value in hive.items():
-        if key in columns and key not in pdf.columns:
-            pdf[key] = pd.Series(value, index=pdf.index, dtype="str")
-    for col in columns:
-        if col not in pdf.columns:
-            pdf[col] = pd.Series(None, index=pdf.index, dtype=object)
-    return process(pdf, path, index)
+            groups[-1].append(entry)
+            rows += n
+    return groups
 
 
 def read_files(
@@ -219,16 +316,16 @@ def read_files(
     process: Callable[[pd.DataFrame, str, int], pd.DataFrame],
     meta: pd.DataFrame,
     label: str = "read-transactions",
+    rows_per_partition: int | None = None,
 ) -> dd.DataFrame:
-    """A lazy frame with one partition per file, each read by :func:`read_file`."""
-    picks = [(i, info) for i, info in enumerate(infos) if info.num_rows != 0]
-    if not picks:
-        picks = [(0, infos[0])]
+    """A lazy frame of the files, each read by :func:`read_file`.
+
+    One partition per file, or (``rows_per_partition``) per run of consecutive files holding
+    up to that many rows together (:func:`group_files`).
+    """
     return dd.from_map(
-        read_file,
-        [i for i, _ in picks],
-        [info.path for _, info in picks],
-        [info.hive for _, info in picks],
+        _read_group,
+        group_files(infos, rows_per_partition),
         fs=fs,
         fmt=fmt,
         read_columns=list(columns),

@@ -256,6 +256,7 @@ class Source:
             csv_options=dict(self.conf.csv_options),
             process=process,
             meta=clear_known_categories(meta, cols=["client_id"]),
+            rows_per_partition=self.conf.rows_per_partition,
         )
         return frame
 
@@ -307,7 +308,7 @@ def _valid_ids(pdf: pd.DataFrame) -> pd.DataFrame:
     return pdf.loc[pdf["reason"].isna(), ["tx_id", "_pos"]]
 
 
-def _process(pdf: pd.DataFrame, source: str, index: int, *, plan: Plan, meta: pd.DataFrame):
+def _process(pdf: pd.DataFrame, source: str, index: Any, *, plan: Plan, meta: pd.DataFrame):
     out = prepare_partition(pdf, plan, source, index)
     for col, dtype in meta.dtypes.items():
         if out[col].dtype != dtype and not isinstance(dtype, pd.CategoricalDtype):

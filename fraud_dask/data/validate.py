@@ -129,7 +129,7 @@ def _cast_amount(s: pd.Series, where: str) -> pd.Series:
     return out
 
 
-def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: int) -> pd.DataFrame:
+def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) -> pd.DataFrame:
     """Canonicalise and check one partition.
 
     Parameters
@@ -140,8 +140,9 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: int) ->
         The source's mapping and parsing rules.
     source : str
         File name, used in error messages.
-    index : int
-        Index of the file in the source's sorted file list (for ``_pos``).
+    index : int or numpy.ndarray
+        Index of the file in the source's sorted file list (for ``_pos``), or the file index
+        of every row when the partition holds several files (consecutive rows per file).
 
     Returns
     -------
@@ -240,7 +241,13 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: int) ->
         client = pd.Series(plan.client_id, index=df.index, dtype=STRING_DTYPE)
     out["client_id"] = client.fillna(plan.client_id).astype("category")
 
-    pos = (np.int64(index) << np.int64(POS_SHIFT)) + np.arange(n, dtype=np.int64)
+    if np.ndim(index) == 0:
+        pos = (np.int64(index) << np.int64(POS_SHIFT)) + np.arange(n, dtype=np.int64)
+    else:  # several files in one partition: each row's file index, rows in file order
+        files = np.asarray(index, dtype=np.int64)
+        starts = np.r_[0, np.flatnonzero(np.diff(files)) + 1]
+        within = np.arange(n, dtype=np.int64) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        pos = (files << np.int64(POS_SHIFT)) + within
     if plan.duplicates is not None and n:
         idx = plan.duplicates.index.get_indexer(out["tx_id"])
         seen = idx >= 0
