@@ -245,9 +245,13 @@ def load_period(
         if "fall in" not in str(exc):  # the data layer's "no files of ... fall in [...)"
             raise
         return recent, cut  # nothing before the history window: nothing to add
+    from fraud_dask.features.build import shuffle_method
+    from fraud_dask.features.config import as_features_conf
+
+    method = shuffle_method(as_features_conf(features).shuffle, older.npartitions)
     lasts = []
     for key in keys:
-        shuffled = older.shuffle(on=key[0] if len(key) == 1 else key)
+        shuffled = older.shuffle(on=key[0] if len(key) == 1 else key, shuffle_method=method)
         lasts.append(shuffled.map_partitions(_last_rows, key, meta=older._meta))
     extra = dd.concat(lasts).drop_duplicates(subset=["tx_id"])
     return dd.concat([extra, recent]), cut
