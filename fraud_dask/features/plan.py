@@ -7,6 +7,7 @@ the final output column names, so computing needs no config. This module imports
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ class Op:
     smoothing: float = 0.0
     prior: float = 0.0
 
-    @property
+    @functools.cached_property
     def moments(self) -> bool:
         """Whether an output needs the sum, mean or std of the window's amounts."""
         return any(key in ("sum", "mean", "std") for key, _ in self.outputs)

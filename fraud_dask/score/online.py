@@ -292,6 +292,10 @@ class OnlineScorer:
         self.cat_codes = {c: {str(v): float(i) for i, v in enumerate(vals)}
                           for c, vals in model.categories.items()}  # fmt: skip
         self.zone = ZoneInfo(self.plan.timezone)
+        # model inputs: features (floats, NaN when missing) and raw event fields
+        self._feat_cols = [c for c in model.columns if c in produced]
+        self._feat_at = np.array([j for j, c in enumerate(model.columns) if c in produced], int)
+        self._raw_at = [(j, c) for j, c in enumerate(model.columns) if c not in produced]
         self.stages: list[_StageState] = []
         self.newest = -_UNBOUNDED
         self._tx_dtype: Any = None
@@ -466,13 +470,15 @@ class OnlineScorer:
 
     def _vector(self, event: Mapping[str, Any], feats: Mapping[str, float]) -> np.ndarray:
         row = np.empty((1, len(self.model.columns)), np.float32)
-        for j, c in enumerate(self.model.columns):
-            if c in self.cat_codes:
-                v = event.get(c)
-                row[0, j] = math.nan if _missing(v) else self.cat_codes[c].get(str(v), math.nan)
+        row[0, self._feat_at] = [feats[c] for c in self._feat_cols]
+        for j, c in self._raw_at:
+            v = event.get(c)
+            if _missing(v):
+                row[0, j] = math.nan
+            elif c in self.cat_codes:
+                row[0, j] = self.cat_codes[c].get(str(v), math.nan)
             else:
-                v = feats[c] if c in feats else event.get(c)
-                row[0, j] = math.nan if _missing(v) else float(v)
+                row[0, j] = float(v)
         return row
 
     def _predict(self, row: np.ndarray) -> float:
