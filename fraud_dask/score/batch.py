@@ -101,7 +101,7 @@ def score_partition(
     score = np.asarray(score, dtype=np.float32)
     out["score"] = score
     out["alert"] = score >= np.float32(threshold)
-    if len(part):
+    if len(part) and top > 0:
         contribs = contributions(model, matrix, booster)
         reasons = top_reasons(contribs, [reason_code(c) for c in model.columns], top)
     else:

@@ -300,9 +300,17 @@ class OnlineScorer:
         self.newest = -_UNBOUNDED
         self._tx_dtype: Any = None
         if model.kind == "xgboost":
+            from fraud_dask.score.reasons import tree_shap
+
             self.booster = model.booster
             self.booster.set_param({"nthread": 1})
             self.rounds = model.iteration_range
+            # one compiled pass over the trees gives the margin and the SHAP values
+            self.shap = tree_shap(self.booster, self.rounds)
+            if self.shap.objective != "binary:logistic":
+                raise ValueError(
+                    f"online scoring: expected a binary:logistic model, got {self.shap.objective!r}"
+                )
 
     @classmethod
     def from_bundle(cls, bundle: Any, columns: list[str] | None = None, **kw: Any) -> OnlineScorer:
@@ -483,7 +491,11 @@ class OnlineScorer:
 
     def _predict(self, row: np.ndarray) -> float:
         if self.model.kind == "xgboost":
-            return float(self.booster.inplace_predict(row, iteration_range=self.rounds)[0])
+            margin = float(self.shap.margin(row)[0])
+            if margin >= 0:
+                return float(np.float32(1.0 / (1.0 + math.exp(-margin))))
+            e = math.exp(margin)
+            return float(np.float32(e / (1.0 + e)))
         frame = pd.DataFrame(row, columns=self.model.columns)
         return float(self.model.predict_partition(frame)[0])
 
@@ -491,7 +503,10 @@ class OnlineScorer:
         """The top positive contributions of one model row, as codes with descriptions."""
         from fraud_dask.score.reasons import contributions
 
-        contrib = contributions(self.model, row, getattr(self, "booster", None))[0]
+        if self.model.kind == "xgboost":
+            contrib = self.shap.contributions(row)[0, :-1]
+        else:
+            contrib = contributions(self.model, row)[0]
         order = np.argsort(-contrib, kind="stable")[: self.top]
         out = []
         for j in order:

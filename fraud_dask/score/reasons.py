@@ -13,6 +13,7 @@ and window).
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,30 +120,41 @@ def reason_catalog(features: Any, columns: Sequence[str]) -> dict[str, dict[str,
     }
 
 
+#: TreeShap tables per booster (weakly held) and iteration range.
+_TREESHAP: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def tree_shap(booster: Any, iteration_range: tuple[int, int] | None) -> Any:
+    """The :class:`~fraud_dask.score.treeshap.TreeShap` of a booster, built once per process."""
+    from fraud_dask.score.treeshap import TreeShap
+
+    key = tuple(iteration_range) if iteration_range is not None else None
+    per_booster = _TREESHAP.setdefault(booster, {})
+    if key not in per_booster:
+        per_booster[key] = TreeShap(booster, key)
+    return per_booster[key]
+
+
 def contributions(model: Any, matrix: np.ndarray, booster: Any = None) -> np.ndarray:
     """Per-input contributions to the score's logit, shape ``(rows, inputs)``.
+
+    XGBoost: exact path-dependent TreeSHAP (the values of ``pred_contribs=True``), computed by
+    :class:`~fraud_dask.score.treeshap.TreeShap`; logistic: ``coef * z``.
 
     Parameters
     ----------
     model : fraud_dask.train.TrainedModel
         XGBoost (SHAP values) or logistic (``coef * z``) model.
     matrix : numpy.ndarray
-        The float32 model matrix (``encode_partition`` output), inputs in model order.
+        The float32 model matrix (``encode_partition`` output: categories as their codes,
+        NaN when missing), inputs in model order.
     booster : xgboost.Booster, optional
         The booster to use (defaults to ``model.booster``).
     """
     if model.kind == "xgboost":
-        import xgboost as xgb
-
         booster = booster if booster is not None else model.booster
-        dm = xgb.DMatrix(
-            matrix,
-            feature_names=list(model.columns),
-            feature_types=booster.feature_types,
-            enable_categorical=bool(model.categories),
-        )
-        out = booster.predict(dm, pred_contribs=True, iteration_range=model.iteration_range)
-        return np.asarray(out)[:, :-1]  # the last column is the bias
+        out = tree_shap(booster, model.iteration_range).contributions(matrix)
+        return out[:, :-1]  # the last column is the bias
     coef = model.coef
     z = (matrix.astype(np.float64) - np.asarray(coef["mean"])) / np.asarray(coef["scale"])
     z[np.isnan(z)] = 0.0

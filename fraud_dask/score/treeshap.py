@@ -153,6 +153,7 @@ class TreeShap:
                 f"(num_class={num_class}, num_target={num_target})"
             )
         objective = learner.get("objective", {}).get("name", "")
+        self.objective: str = objective
         self.base_margin = _base_margin(_parse_number(params["base_score"]), objective)
         self.n_features = int(params["num_feature"])
 

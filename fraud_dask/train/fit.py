@@ -271,6 +271,8 @@ def fit_logistic(
         meta=pd.DataFrame({c: pd.Series(dtype="float64") for c in varying}),
     ).to_dask_array(lengths=sizes)
     y = part[label].astype("float64").to_dask_array(lengths=sizes)
+    # the solver passes over the matrix once per iteration: hold it in worker memory
+    z, y = dask.persist(z, y)
     est = LogisticRegression(random_state=seed, **lr_params).fit(z, y)
     coef = {
         "mean": mean.tolist(),
