@@ -177,3 +177,55 @@ def test_date_range_is_pushed_down(client, tmp_path: Path) -> None:
     assert sorted(got["tx_id"]) == sorted(want["tx_id"]) and len(want) > 0
     with pytest.raises(ValueError, match=r"day=2024-05-01/.*unreadable or corrupt"):
         load_transactions(cfg)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "target", "groups"),
+    [
+        ([100] * 10, 250, 4),  # 1,000 rows at 250 -> 4 groups of ~250
+        ([3000] + [10] * 20, 1000, 2),  # a large file is never split (nor joined)
+        ([0, 5, 0, 5], 1000, 1),  # empty files are left out
+        ([7] * 5, None, 5),  # None: one partition per file
+        ([400_000] * 3, 500_000, 3),  # 1.2 M rows at 500k -> 3 x 400k, not 500k+500k+200k
+    ],
+)
+def test_group_files_are_consecutive_and_balanced(sizes, target, groups) -> None:
+    from fraud_dask.data.io import FileInfo, group_files
+
+    infos = [FileInfo(f"f{i}", {}, pa.schema([]), n) for i, n in enumerate(sizes)]
+    got = group_files(infos, target)
+    assert len(got) == groups
+    flat = [i for g in got for i, _, _ in g]
+    assert flat == [i for i, n in enumerate(sizes) if n]  # every non-empty file once, in order
+    rows = [sum(sizes[i] for i, _, _ in g) for g in got]
+    if target is not None:
+        even = sum(sizes) / groups
+        assert all(abs(r - even) <= max(sizes) for r in rows), rows
+    csv = [FileInfo(f"c{i}", {}, pa.schema([]), None) for i in range(3)]
+    assert [len(g) for g in group_files(csv, 10)] == [1, 1, 1]  # unknown row counts
+
+
+def test_grouped_and_per_file_reads_are_identical(client, tmp_path: Path) -> None:
+    """Reading consecutive files into one partition changes no value, order or position."""
+    rng = np.random.default_rng(3)
+    for day in range(6):
+        n = int(rng.integers(5, 40))
+        frame = pd.DataFrame({
+            "tx_id": np.arange(n) + 1000 * day,
+            "ts": pd.Timestamp("2024-05-01") + pd.Timedelta(days=day)
+            + pd.to_timedelta(rng.integers(0, 86_000, n), unit="s"),
+            "card_id": rng.integers(1, 9, n),
+            "terminal_id": rng.integers(1, 5, n),
+            "amount": rng.gamma(2.0, 30.0, n),
+            "is_fraud": rng.integers(0, 2, n),
+        })  # fmt: skip
+        folder = tmp_path / "src" / f"day=2024-05-0{day + 1}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), folder / "part.parquet")
+    base = {"name": "g", "path": str(tmp_path / "src")}
+    per_file = load_transactions({**base, "rows_per_partition": None})
+    grouped = load_transactions({**base, "rows_per_partition": 100})
+    assert per_file.npartitions == 6 and grouped.npartitions < 6
+    pd.testing.assert_frame_equal(
+        per_file.compute().reset_index(drop=True), grouped.compute().reset_index(drop=True)
+    )

@@ -204,14 +204,16 @@ def test_pure_batch_function_matches_reference(frame, expected):
 def test_any_partitioning_and_worker_count_gives_identical_values(
     client, frame, nparts, seed, out_parts
 ):
-    base = by_tx(
-        build_features(dd.from_pandas(frame, npartitions=3), CONF, npartitions=4).compute()
-    )
+    # on the cluster with the P2P shuffle ...
+    p2p = {**CONF, "shuffle": "p2p"}
+    base = by_tx(build_features(dd.from_pandas(frame, npartitions=3), p2p, npartitions=4).compute())
     shuffled = frame.sample(frac=1.0, random_state=seed)
     ddf = dd.from_pandas(shuffled, npartitions=nparts, sort=False)
-    # one process, no cluster: the in-memory task shuffle instead of the cluster's p2p one
-    with dask.config.set({"scheduler": "synchronous", "dataframe.shuffle.method": "tasks"}):
-        sync = by_tx(build_features(ddf, CONF, npartitions=out_parts).compute())
+    # ... and in one process, no cluster, with the in-memory task shuffle
+    with dask.config.set({"scheduler": "synchronous"}):
+        sync = by_tx(
+            build_features(ddf, {**CONF, "shuffle": "tasks"}, npartitions=out_parts).compute()
+        )
     pd.testing.assert_frame_equal(sync, base)
 
 
@@ -333,3 +335,8 @@ def test_label_delay_fills_a_missing_label_ts(frame):
     )
     want = by_tx(features_frame(no_label.assign(label_ts=no_label["ts"] + DAY), conf))
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_unknown_shuffle_method_is_a_clear_error(frame):
+    with pytest.raises(ValueError, match="features.shuffle must be auto, tasks or p2p, got 'disk'"):
+        build_features(dd.from_pandas(frame, npartitions=2), {**CONF, "shuffle": "disk"})
