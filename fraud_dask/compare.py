@@ -33,6 +33,10 @@ class CompareConf:
         Registry references (alias, ``latest`` or a number) of ``registry.name``.
     start, end : str or None
         The replay period ``[start, end)``; null start: the data's last day.
+    known_compromised : str
+        ``label_ts`` (default): as in evaluation, a row on day D is left out when its card had
+        a fraud whose label was known before D (``label_ts`` before the start of D, anywhere in
+        the source's history); ``none``: compare every row.
     n_boot : int
         Bootstrap replicates.
     ci : float
@@ -49,6 +53,7 @@ class CompareConf:
     challenger: str = "latest"
     start: str | None = None
     end: str | None = None
+    known_compromised: str = "label_ts"
     n_boot: int = 200
     ci: float = 0.95
     k: int = 100

@@ -88,18 +88,32 @@ def test_compare_task_writes_report_and_metrics(world, client, tmp_path):
                 "k": 20,
                 "max_fpr": 0.01,
                 "seed": 0,
+                "known_compromised": "label_ts",
             },
         }
     )
     out = task.run(cfg, client)
-    period = world.features[world.features["ts"] >= start]
-    assert out["rows"] == len(period) and out["frauds"] == int(period["is_fraud"].sum()) > 0
+    # the same protocol as evaluation: a row is left out when its card had a fraud whose label
+    # was known before the row's day (a plain pandas loop over the whole history)
+    feats = world.features
+    frauds = feats[feats["is_fraud"] == 1]
+    period = feats[feats["ts"] >= start]
+    known = [
+        bool(((frauds["card_id"] == card) & (frauds["label_ts"] < ts.floor("D"))).any())
+        for card, ts in zip(period["card_id"], period["ts"], strict=True)
+    ]
+    kept = period[~np.array(known)]
+    assert 0 < sum(known) < len(period)
+    assert out["known_compromised"] == "label_ts"
+    assert out["rows_dropped_known_compromised"] == sum(known)
+    assert out["rows"] == len(kept) and out["frauds"] == int(kept["is_fraud"].sum()) > 0
     assert (out["champion_version"], out["challenger_version"]) == (1, 2)
     # independent check of the point values: each model's batch scores and scikit-learn's AP
     reg = Registry(world.registry)
     for role, version in (("champion", 1), ("challenger", 2)):
         scored, _ = score_period(world.data, reg.load("fraud", version), start, top=0)
         s = scored.compute()
+        s = s[s["tx_id"].isin(kept["tx_id"])]
         assert out[role]["average_precision"] == pytest.approx(
             average_precision_score(s["is_fraud"], s["score"]), abs=1e-12
         )
@@ -107,6 +121,9 @@ def test_compare_task_writes_report_and_metrics(world, client, tmp_path):
     json.dumps(out)  # metrics.json-ready
     html = (tmp_path / "report.html").read_text()
     assert "challenger v2 vs champion v1" in html and "card_precision_at_k" in html
+    cfg.compare.known_compromised = "none"
+    every = task.run(cfg, client)
+    assert every["rows"] == len(period) and every["rows_dropped_known_compromised"] == 0
     cfg.compare.challenger = "champion"
     with pytest.raises(ValueError, match="both version 1"):
         task.run(cfg, client)

@@ -37,10 +37,13 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         ``challenger_version``, ``start``, ``end`` and ``report``.
     """
     import dask
+    import pandas as pd
 
     from fraud_dask.compare import compare_frames, render_html
+    from fraud_dask.data import load_transactions
     from fraud_dask.registry import Registry
     from fraud_dask.score.batch import _utc, score_period
+    from fraud_dask.split import Fold, KnownRule, KnownSince, _drop_known, known_compromised
 
     conf = cfg.compare
     reg = Registry.from_conf(cfg.registry)
@@ -54,15 +57,28 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         )
     start, end = _utc(conf.get("start")), _utc(conf.get("end"))
     if start is None:
-        from fraud_dask.data import load_transactions
-
         start = load_transactions(cfg.data, columns=["ts"])["ts"].max().compute().floor("D")
+    rule = KnownRule(str(conf.get("known_compromised", "label_ts")))
+    if rule is KnownRule.fraud_day:
+        raise ValueError(
+            "compare.known_compromised: use label_ts (labels known before the day) or none; "
+            "fraud_day needs a training period, which a replay does not have"
+        )
     a, _ = score_period(cfg.data, champ, start, end, top=0)
     b, _ = score_period(cfg.data, chall, start, end, top=0)
     keep = [c for c in ("tx_id", "ts", "card_id", "client_id", "amount", "is_fraud") if c in a]
     if "is_fraud" not in keep:
         raise ValueError("compare: the source has no is_fraud label; nothing to compare against")
-    left, right = dask.compute(a[[*keep, "score"]], b[["tx_id", "score"]])
+    lazy = [a[[*keep, "score"]], b[["tx_id", "score"]]]
+    if rule is KnownRule.label_ts:
+        # every fraud of the source before the period's end whose label arrived before a day
+        history = load_transactions(
+            cfg.data, columns=["ts", "card_id", "is_fraud", "label_ts"], end=end
+        )
+        last = (end - pd.Timedelta(1, unit="ns")) if end is not None else pd.Timestamp.now("UTC")
+        fold = Fold("compare", start.date(), start.date(), start.date(), last.date())
+        lazy.append(known_compromised(history, fold, rule=rule, since=KnownSince.all))
+    left, right, *known = dask.compute(*lazy)
     frame = left.rename(columns={"score": "score_champion"}).merge(
         right.rename(columns={"score": "score_challenger"}),
         on="tx_id",
@@ -73,6 +89,12 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         raise RuntimeError(
             f"compare: the two models scored different rows ({len(left)} vs {len(right)})"
         )
+    dropped = 0
+    if known:
+        before = len(frame)
+        frame = _drop_known(frame, known[0], "ts", "card_id").reset_index(drop=True)
+        dropped = before - len(frame)
+        log.info("compare: %d rows of cards known compromised before their day left out", dropped)
     log.info("compare: v%d vs v%d on %d rows", champ.version, chall.version, len(frame))
     result = compare_frames(
         frame,
@@ -87,6 +109,8 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render_html(result, title))
     return result | {
+        "known_compromised": rule.value,
+        "rows_dropped_known_compromised": dropped,
         "champion_version": champ.version,
         "challenger_version": chall.version,
         "start": start.isoformat(),
