@@ -1,14 +1,18 @@
-"""The lazy Dask builder: one shuffle per entity key, then the batch kernels per partition.
+"""The lazy Dask builder: one narrow shuffle per entity key, the batch kernels, one join.
 
-Shape (measured fastest in ../shared/STACK.md): for each entity key, shuffle the rows so that an
-entity's whole history sits in one partition, then run :func:`~fraud_dask.features.batch.
-entity_features` on each partition with an explicit ``meta``. The stages are chained (the rows
-carry the features already computed), so k entity keys cost k shuffles and no join. The last
-step sorts each output partition by (ts, tx_id).
+Shape: every row gets a unique row number; for each entity key, only the columns its operations
+read (``tx_id``, ``ts``, ``amount``, the labels where needed, the key and distinct-count columns)
+are shuffled so that an entity's whole history sits in one partition, and
+:func:`~fraud_dask.features.batch.entity_features` runs on each partition with an explicit
+``meta``. Each stage's output (row number + its features) and the kept columns are then
+hash-partitioned by row number into the same partitions and put side by side, and each output
+partition is sorted by (ts, tx_id). The stages are independent (they run side by side), and a
+low-cardinality key (a merchant category with ten values holds a tenth of all rows) only ever
+concentrates its few narrow columns in one partition, never the whole row.
 
 Nothing is computed here. Memory is bounded by the largest partition after a shuffle (the
-shuffle itself spills to disk), so a dataset larger than the workers' memory completes as long as
-``npartitions`` keeps partitions small and no single entity's history outgrows a worker.
+shuffle spills to disk), so a dataset larger than the workers' memory completes as long as
+``npartitions`` keeps partitions small and no single entity's narrow history outgrows a worker.
 """
 
 from __future__ import annotations
@@ -23,14 +27,40 @@ from fraud_dask.features.batch import calendar_features, entity_features, ts_ns
 from fraud_dask.features.config import FeaturesConf, as_features_conf
 from fraud_dask.features.plan import Plan, Stage, make_plan
 
+ROW = "_row"
+
 
 def _with_calendar(pdf: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     return pd.concat([pdf, calendar_features(pdf, plan)], axis=1)
 
 
-def _with_stage(pdf: pd.DataFrame, stage: Stage, drop: list[str]) -> pd.DataFrame:
+def _number_rows(pdf: pd.DataFrame, partition_info: dict | None = None) -> pd.DataFrame:
+    number = 0 if partition_info is None else int(partition_info["number"])
+    out = pdf.copy()
+    out[ROW] = (np.int64(number) << np.int64(40)) + np.arange(len(pdf), dtype=np.int64)
+    return out
+
+
+def _stage_only(pdf: pd.DataFrame, stage: Stage) -> pd.DataFrame:
     feats = entity_features(pdf, stage)
-    return pd.concat([pdf.drop(columns=drop), feats], axis=1)
+    feats.insert(0, ROW, pdf[ROW].to_numpy())
+    return feats.reset_index(drop=True)
+
+
+def _join(main: pd.DataFrame, *stages: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Put the stages' features beside the kept columns (same rows, matched by row number)."""
+    main = main.sort_values(ROW, kind="stable")
+    rows = main[ROW].to_numpy()
+    blocks = [main.reset_index(drop=True)]
+    for part in stages:
+        part = part.sort_values(ROW, kind="stable")
+        if not np.array_equal(part[ROW].to_numpy(), rows):
+            raise RuntimeError(
+                "features: a stage's rows do not match the input rows after the shuffle "
+                f"({len(part)} vs {len(main)} rows)"
+            )
+        blocks.append(part.drop(columns=[ROW]).reset_index(drop=True))
+    return _finish(pd.concat(blocks, axis=1), columns)
 
 
 def _finish(pdf: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -132,29 +162,31 @@ def build_features(
             "features: a risk or target-encoding spec without `delay` needs 'label_ts' in the "
             "input; pass build_features(..., label_delay='7D') or set the spec's `delay`"
         )
-    needed = ["tx_id", "ts", "amount", *plan.keep]
-    if plan.needs_label:
-        needed.append("is_fraud")
-    if plan.needs_label_ts:
-        needed.append("label_ts")
-    for stage in plan.stages:
-        needed.extend(stage.columns)
-    needed = list(dict.fromkeys(needed))
+    labels = (["is_fraud"] if plan.needs_label else []) + (
+        ["label_ts"] if plan.needs_label_ts else []
+    )
+    needed = list(dict.fromkeys(["tx_id", "ts", "amount", *plan.keep, *labels]
+                                + [c for st in plan.stages for c in st.columns]))  # fmt: skip
     df = frame[needed]
     if plan.calendar:
         meta = _with_calendar(df._meta, plan)
         df = df.map_partitions(_with_calendar, plan, meta=meta)
+    out = [*plan.keep, *plan.feature_names]
+    if not plan.stages:
+        return df.map_partitions(_finish, out, meta=_finish(df._meta, out))
     nparts = npartitions or conf.npartitions or frame.npartitions
     method = shuffle_method(conf.shuffle, nparts)
-    for i, stage in enumerate(plan.stages):
-        later = {c for s in plan.stages[i + 1 :] for c in s.columns}
-        drop = [c for c in stage.columns if c not in later and c not in plan.keep]
+    df = df.map_partitions(_number_rows, meta=_number_rows(df._meta))
+    outputs = []
+    for stage in plan.stages:
         key = list(stage.key)
-        df = df.shuffle(
+        cols = list(dict.fromkeys([ROW, "tx_id", "ts", "amount", *labels, *stage.columns]))
+        narrow = df[cols].shuffle(
             on=key[0] if len(key) == 1 else key, npartitions=nparts, shuffle_method=method
         )
-        meta = _with_stage(df._meta, stage, drop)
-        df = df.map_partitions(_with_stage, stage, drop, meta=meta)
-    out = [*plan.keep, *plan.feature_names]
-    meta = _finish(df._meta, out)
-    return df.map_partitions(_finish, out, meta=meta)
+        feats = narrow.map_partitions(_stage_only, stage, meta=_stage_only(narrow._meta, stage))
+        outputs.append(feats.shuffle(on=ROW, npartitions=nparts, shuffle_method=method))
+    kept = [ROW, "tx_id", "ts", *plan.keep, *(name for _, name in plan.calendar)]
+    main = df[list(dict.fromkeys(kept))].shuffle(on=ROW, npartitions=nparts, shuffle_method=method)
+    meta = _join(main._meta, *(o._meta for o in outputs), columns=out)
+    return dd.map_partitions(_join, main, *outputs, columns=out, meta=meta, align_dataframes=False)
