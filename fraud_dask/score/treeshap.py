@@ -588,6 +588,9 @@ def _shap_rows(
                 continue
             lm = miss[n_splits + leaf]
             val = leaf_value[leaf]
+            # Paths of up to 6 / 8 features (most leaves of depth <= 8 trees) need 3 / 4
+            # quadrature nodes: written out by hand so that numba keeps them in registers;
+            # longer paths take the general loop below.
             if n <= 6:
                 t0 = q_nodes[n, 0]
                 t1 = q_nodes[n, 1]
