@@ -1,18 +1,18 @@
-"""The lazy Dask builder: one narrow shuffle per entity key, the batch kernels, one join.
+"""The lazy Dask builder: entity shuffles of only the columns each stage reads, one join.
 
-Shape: every row gets a unique row number; for each entity key, only the columns its operations
-read (``tx_id``, ``ts``, ``amount``, the labels where needed, the key and distinct-count columns)
-are shuffled so that an entity's whole history sits in one partition, and
-:func:`~fraud_dask.features.batch.entity_features` runs on each partition with an explicit
-``meta``. Each stage's output (row number + its features) and the kept columns are then
-hash-partitioned by row number into the same partitions and put side by side, and each output
-partition is sorted by (ts, tx_id). The stages are independent (they run side by side), and a
-low-cardinality key (a merchant category with ten values holds a tenth of all rows) only ever
-concentrates its few narrow columns in one partition, never the whole row.
+Shape: every row gets a unique row number. The lead stage (the card's, else the first) shuffles
+the kept columns by its key and adds its features in place. Every other stage shuffles only the
+columns its operations read (``tx_id``, ``ts``, ``amount``, the labels where needed, its key and
+distinct-count columns, and the lead key) so that an entity's whole history sits in one
+partition, runs :func:`~fraud_dask.features.batch.entity_features` there, and sends its features
+back to the lead's partitions (a shuffle by the lead key); each output partition then matches
+rows by row number, puts the features side by side and is sorted by (ts, tx_id). A
+low-cardinality key (a merchant category with ten values holds a tenth of all rows) therefore
+concentrates a few narrow columns in one partition, never whole rows.
 
 Nothing is computed here. Memory is bounded by the largest partition after a shuffle (the
 shuffle spills to disk), so a dataset larger than the workers' memory completes as long as
-``npartitions`` keeps partitions small and no single entity's narrow history outgrows a worker.
+``npartitions`` keeps partitions small and no single entity's history outgrows a worker.
 """
 
 from __future__ import annotations
@@ -41,14 +41,21 @@ def _number_rows(pdf: pd.DataFrame, partition_info: dict | None = None) -> pd.Da
     return out
 
 
-def _stage_only(pdf: pd.DataFrame, stage: Stage) -> pd.DataFrame:
-    feats = entity_features(pdf, stage)
-    feats.insert(0, ROW, pdf[ROW].to_numpy())
-    return feats.reset_index(drop=True)
+def _with_stage(pdf: pd.DataFrame, stage: Stage) -> pd.DataFrame:
+    return pd.concat([pdf, entity_features(pdf, stage)], axis=1)
 
 
-def _join(main: pd.DataFrame, *stages: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Put the stages' features beside the kept columns (same rows, matched by row number)."""
+def _stage_only(pdf: pd.DataFrame, stage: Stage, carry: list[str]) -> pd.DataFrame:
+    """Row number, the ``carry`` columns (the lead key, to route the rows back) and features."""
+    feats = entity_features(pdf, stage).reset_index(drop=True)
+    head = pdf[[ROW, *carry]].reset_index(drop=True)
+    return pd.concat([head, feats], axis=1)
+
+
+def _join(
+    main: pd.DataFrame, *stages: pd.DataFrame, columns: list[str], carry: list[str]
+) -> pd.DataFrame:
+    """Put the stages' features beside the main rows (the same rows, matched by row number)."""
     main = main.sort_values(ROW, kind="stable")
     rows = main[ROW].to_numpy()
     blocks = [main.reset_index(drop=True)]
@@ -59,7 +66,7 @@ def _join(main: pd.DataFrame, *stages: pd.DataFrame, columns: list[str]) -> pd.D
                 "features: a stage's rows do not match the input rows after the shuffle "
                 f"({len(part)} vs {len(main)} rows)"
             )
-        blocks.append(part.drop(columns=[ROW]).reset_index(drop=True))
+        blocks.append(part.drop(columns=[ROW, *carry]).reset_index(drop=True))
     return _finish(pd.concat(blocks, axis=1), columns)
 
 
@@ -177,16 +184,31 @@ def build_features(
     nparts = npartitions or conf.npartitions or frame.npartitions
     method = shuffle_method(conf.shuffle, nparts)
     df = df.map_partitions(_number_rows, meta=_number_rows(df._meta))
+    # The lead stage (the card's, else the first) shuffles the kept columns with its own and
+    # computes in place; every other stage shuffles its narrow columns by its key, computes,
+    # and is sent back to the lead's partitions (by the lead key) to be joined by row number.
+    lead = next((st for st in plan.stages if st.key == ("card_id",)), plan.stages[0])
+    lead_key = list(lead.key)
+    lead_on = lead_key[0] if len(lead_key) == 1 else lead_key
+    base = ["tx_id", "ts", "amount", *labels]
+    kept = [ROW, *base, *plan.keep, *(name for _, name in plan.calendar), *lead.columns]
+    main = df[list(dict.fromkeys(kept))].shuffle(
+        on=lead_on, npartitions=nparts, shuffle_method=method
+    )
+    main = main.map_partitions(_with_stage, lead, meta=_with_stage(main._meta, lead))
     outputs = []
     for stage in plan.stages:
+        if stage is lead:
+            continue
         key = list(stage.key)
-        cols = list(dict.fromkeys([ROW, "tx_id", "ts", "amount", *labels, *stage.columns]))
+        cols = list(dict.fromkeys([ROW, *base, *stage.columns, *lead_key]))
         narrow = df[cols].shuffle(
             on=key[0] if len(key) == 1 else key, npartitions=nparts, shuffle_method=method
         )
-        feats = narrow.map_partitions(_stage_only, stage, meta=_stage_only(narrow._meta, stage))
-        outputs.append(feats.shuffle(on=ROW, npartitions=nparts, shuffle_method=method))
-    kept = [ROW, "tx_id", "ts", *plan.keep, *(name for _, name in plan.calendar)]
-    main = df[list(dict.fromkeys(kept))].shuffle(on=ROW, npartitions=nparts, shuffle_method=method)
-    meta = _join(main._meta, *(o._meta for o in outputs), columns=out)
-    return dd.map_partitions(_join, main, *outputs, columns=out, meta=meta, align_dataframes=False)
+        meta = _stage_only(narrow._meta, stage, lead_key)
+        feats = narrow.map_partitions(_stage_only, stage, lead_key, meta=meta)
+        outputs.append(feats.shuffle(on=lead_on, npartitions=nparts, shuffle_method=method))
+    meta = _join(main._meta, *(o._meta for o in outputs), columns=out, carry=lead_key)
+    return dd.map_partitions(
+        _join, main, *outputs, columns=out, carry=lead_key, meta=meta, align_dataframes=False
+    )
