@@ -116,3 +116,44 @@ def test_bad_events_name_the_field(world, change, message):
         scorer.score(EVENT | change)
     with pytest.raises(ValueError, match=r"missing field\(s\) \['terminal_id'\]"):
         scorer.score({k: v for k, v in EVENT.items() if k != "terminal_id"})
+
+
+def test_labels_fed_back_count_from_their_label_time_like_the_batch(world):
+    """A chargeback recorded with ``label`` enters the risk and target-encoding features of
+    later events from its label_ts on, exactly as the batch kernels count a known label."""
+    from fraud_dask.features.batch import features_frame
+
+    bundle = Registry(world.registry).load("fraud")
+    scorer = OnlineScorer.from_bundle(bundle)
+    base = dict(EVENT, card_id=777_777, merchant_id=4, terminal_id=3)
+    times = ["2025-02-01T10:00:00Z", "2025-02-01T11:00:00Z", "2025-02-01T12:00:00Z"]
+    events = [dict(base, tx_id=2 * 10**9 + i, ts=ts) for i, ts in enumerate(times)]
+    for ev in events[:2]:
+        scorer.score(ev)
+    assert scorer.label(events[0]["tx_id"], 1, "2025-02-01T11:30:00Z") > 0
+    online = scorer.features(events[2])
+    assert online["card_id_risk_frauds_14d"] == 1.0 and online["card_id_risk_count_14d"] == 1.0
+
+    # the batch kernels on the same three rows: the first is a fraud known at 11:30, the others'
+    # labels are not known yet
+    rows = pd.DataFrame(events).assign(
+        ts=lambda d: pd.to_datetime(d["ts"], utc=True),
+        is_fraud=[1, 0, 0],
+        label_ts=pd.to_datetime(
+            ["2025-02-01T11:30:00Z", "2100-01-01T00:00:00Z", "2100-01-01T00:00:00Z"]
+        ),
+    )
+    batch = features_frame(rows, bundle.features).set_index("tx_id").loc[events[2]["tx_id"]]
+    names = [n for n in scorer.plan.feature_names if "risk" in n or "_te_" in n or "merchant" in n]
+    assert names
+    for name in names:
+        want, got = batch[name], online[name]
+        assert (np.isnan(want) and np.isnan(got)) or abs(got - want) <= 1e-9 * max(1, abs(want))
+
+    # before its label time the fraud does not count
+    early = scorer.features(dict(base, tx_id=3 * 10**9, ts="2025-02-01T11:15:00Z"))
+    assert early["card_id_risk_count_14d"] == 0.0
+    with pytest.raises(KeyError, match="was not scored here"):
+        scorer.label(123, 1)
+    with pytest.raises(ValueError, match="is_fraud must be 0 or 1"):
+        scorer.label(events[1]["tx_id"], 2)

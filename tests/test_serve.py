@@ -99,6 +99,17 @@ def test_bad_requests_get_4xx_with_a_message(world):
             out["wrong_method"] = (resp.status, None)
         async with session.post(f"{url}/score", data=json.dumps(EVENT)) as resp:
             out["ok_after_errors"] = (resp.status, None)
+        labels = {
+            "label_ok": {"tx_id": EVENT["tx_id"], "is_fraud": 1, "label_ts": "2025-02-01T11:00Z"},
+            "label_unknown": {"tx_id": 5, "is_fraud": 1},
+            "label_bad": {"tx_id": EVENT["tx_id"], "is_fraud": "yes"},
+            "label_missing": {"tx_id": EVENT["tx_id"]},
+        }
+        for name, payload in labels.items():
+            async with session.post(f"{url}/label", data=json.dumps(payload)) as resp:
+                out[name] = (resp.status, await resp.json())
+        async with session.get(f"{url}/health") as resp:
+            out["health"] = (resp.status, await resp.json())
         return out
 
     out = asyncio.run(_with_service(make_app(scorer, max_body_bytes=65536), body))
@@ -109,6 +120,11 @@ def test_bad_requests_get_4xx_with_a_message(world):
     assert out["too_big"][0] == 413 and "limit 65536" in out["too_big"][1]
     assert out["wrong_method"][0] == 405
     assert out["ok_after_errors"][0] == 200  # the service survived every bad request
+    assert out["label_ok"][0] == 200 and out["label_ok"][1]["updated"] > 0
+    assert out["label_unknown"][0] == 404 and "not scored here" in out["label_unknown"][1]["error"]
+    assert out["label_bad"][0] == 422 and "is_fraud must be 0 or 1" in out["label_bad"][1]["error"]
+    assert out["label_missing"] == (422, {"error": "label: missing field(s) ['is_fraud']"})
+    assert out["health"][1]["labels"] == 1
 
 
 def test_serve_task_end_to_end(world, client, tmp_path):

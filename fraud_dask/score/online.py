@@ -299,6 +299,9 @@ class OnlineScorer:
         self.stages: list[_StageState] = []
         self.newest = -_UNBOUNDED
         self._tx_dtype: Any = None
+        #: live events that may still receive a label: tx_id -> (ts ns, entity key per stage)
+        self._live: dict[Any, tuple[int, tuple[Any, ...]]] = {}
+        self._labelled_stages: list[int] = []
         if model.kind == "xgboost":
             from fraud_dask.score.reasons import tree_shap
 
@@ -323,6 +326,11 @@ class OnlineScorer:
         if self._tx_dtype is None:
             self._tx_dtype = tx_dtype
             self.stages = [_StageState(s, tx_dtype) for s in self.plan.stages]
+            self._labelled_stages = [
+                i
+                for i, st in enumerate(self.stages)
+                if any(op.kind in ("risk", "te") for op in st.stage.ops)
+            ]
 
     def warm_start(self, history: pd.DataFrame) -> OnlineScorer:
         """Load canonical history rows (pandas, any order) into the per-entity state.
@@ -412,6 +420,78 @@ class OnlineScorer:
         frame, _ = load_period(data_cfg, self.plan_conf, until, until, exact_recency=exact_recency)
         (history,) = dask.compute(frame)
         return self.warm_start(history)
+
+    # -- labels ------------------------------------------------------------------------------
+    _live_checked = 50_000
+
+    def _forget_live(self) -> None:
+        """Drop remembered events older than every label-reading window can reach."""
+        reach = [st.horizon for i, st in enumerate(self.stages) if i in self._labelled_stages]
+        if None in reach or not reach:
+            return  # an unbounded window: every past event can still matter
+        oldest = self.newest - max(r for r in reach if r is not None)
+        self._live = {tx: v for tx, v in self._live.items() if v[0] > oldest}
+        self._live_checked = max(50_000, len(self._live))
+
+    def label(self, tx_id: Any, is_fraud: Any, label_ts: Any = None) -> int:
+        """Record the label of an event scored earlier (a chargeback, a confirmed fraud).
+
+        From ``label_ts`` on, the label counts in the risk and target-encoding features of
+        later events, exactly as the batch features count a row's label once ``label_ts <= t``
+        (specs with a fixed ``delay`` count it from the event's ``ts`` + delay instead).
+
+        Parameters
+        ----------
+        tx_id : int or str
+            An event passed to :meth:`score` (with ``update=True``).
+        is_fraud : int or bool
+            0 or 1.
+        label_ts : str or datetime, optional
+            When the label became known (ISO 8601; naive means UTC); default: the newest event
+            time seen.
+
+        Returns
+        -------
+        int
+            The number of entity histories updated.
+
+        Raises
+        ------
+        KeyError
+            ``tx_id`` was not scored, or is older than every label window can reach.
+        ValueError
+            ``is_fraud`` is not 0/1, or ``label_ts`` is not a time.
+        """
+        if isinstance(is_fraud, bool) or is_fraud in (0, 1):
+            value = int(is_fraud)
+        else:
+            raise ValueError(f"label: is_fraud must be 0 or 1, got {is_fraud!r}")
+        if label_ts is None:
+            known = self.newest
+        else:
+            try:
+                stamp = pd.Timestamp(label_ts)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"label: label_ts is not a time: {label_ts!r} ({exc})") from None
+            if pd.isna(stamp):
+                raise ValueError("label: label_ts is empty")
+            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            known = int(stamp.value)
+        if tx_id not in self._live:
+            raise KeyError(f"label: tx_id {tx_id!r} was not scored here, or is too old to matter")
+        t, keys = self._live[tx_id]
+        updated = 0
+        for i in self._labelled_stages:
+            st, key = self.stages[i], keys[i]
+            h = st.entities.get(key) if key is not None else None
+            if h is None:
+                continue
+            p = h.position(t, tx_id)
+            at = h.lo + p
+            if at < h.n and h.tx[at] == tx_id and h.ts[at] == t:
+                h.label[at], h.known[at] = value, known
+                updated += 1
+        return updated
 
     @property
     def entities(self) -> dict[str, int]:
@@ -560,5 +640,9 @@ class OnlineScorer:
             self.newest = max(self.newest, t)
             for st, key, p in zip(self.stages, keys, places, strict=True):
                 st.update(key, p, t, tx, amount, 0, _I64_MAX, event, self.newest)
+            if self._labelled_stages:
+                self._live[tx] = (t, tuple(keys))
+                if len(self._live) > 2 * self._live_checked:
+                    self._forget_live()
         result["latency_ms"] = (time.perf_counter() - started) * 1e3
         return result

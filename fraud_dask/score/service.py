@@ -9,6 +9,11 @@ Routes:
   its content type (``curl -d`` sends a form type). A body that is not JSON answers
   ``400``; a JSON value with a missing or bad field ``422``; a body over the size limit ``413``;
   every error is a JSON object ``{"error": message}``.
+- ``POST /label``: body ``{"tx_id": ..., "is_fraud": 0 or 1, "label_ts": ISO time (optional)}``
+  records the label of an event scored earlier (:meth:`~fraud_dask.score.online.OnlineScorer.
+  label`): from ``label_ts`` on it counts in later events' risk features. ``200`` with
+  ``tx_id`` and ``updated`` (entity histories changed); ``404`` for an unknown ``tx_id``;
+  ``400`` / ``422`` for a bad body.
 - ``GET /health``: ``200`` with ``status``, ``model``, ``events`` (scored so far), ``entities``
   (held per key) and ``uptime_s``.
 
@@ -38,20 +43,46 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def _score(request: web.Request) -> web.Response:
-    scorer = request.app[SCORER]
-    stats = request.app[STATS]
+async def _json_object(request: web.Request, what: str) -> dict | web.Response:
+    """The request body as a JSON object, or the 4xx response that says what is wrong."""
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         size = request.content_length
         return _error(413, f"request body too large: {size} bytes, limit {request.app[LIMIT]}")
     try:
-        event = json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"request body is not valid JSON: {exc}")
-    if not isinstance(event, dict):
-        return _error(422, f"expected a JSON object (one transaction), got {type(event).__name__}")
+    if not isinstance(value, dict):
+        return _error(422, f"expected a JSON object ({what}), got {type(value).__name__}")
+    return value
+
+
+async def _label(request: web.Request) -> web.Response:
+    scorer = request.app[SCORER]
+    body = await _json_object(request, "a label")
+    if isinstance(body, web.Response):
+        return body
+    missing = [k for k in ("tx_id", "is_fraud") if k not in body]
+    if missing:
+        return _error(422, f"label: missing field(s) {missing}")
+    try:
+        updated = scorer.label(body["tx_id"], body["is_fraud"], body.get("label_ts"))  # type: ignore[attr-defined]
+    except KeyError as exc:
+        return _error(404, str(exc.args[0]))
+    except ValueError as exc:
+        return _error(422, str(exc))
+    request.app[STATS]["labels"] += 1
+    return web.json_response({"tx_id": body["tx_id"], "updated": updated})
+
+
+async def _score(request: web.Request) -> web.Response:
+    scorer = request.app[SCORER]
+    stats = request.app[STATS]
+    event = await _json_object(request, "one transaction")
+    if isinstance(event, web.Response):
+        return event
     try:
         result = scorer.score(event)  # type: ignore[attr-defined]
     except ValueError as exc:
@@ -72,6 +103,7 @@ async def _health(request: web.Request) -> web.Response:
             "threshold": scorer.threshold,  # type: ignore[attr-defined]
             "events": stats["events"],
             "rejected": stats["rejected"],
+            "labels": stats["labels"],
             "entities": scorer.entities,  # type: ignore[attr-defined]
             "uptime_s": round(time.monotonic() - stats["started"], 3),
         }
@@ -95,8 +127,9 @@ def make_app(scorer: Any, *, max_body_bytes: int = 65536) -> web.Application:
     app = web.Application(client_max_size=int(max_body_bytes))
     app[SCORER] = scorer
     app[LIMIT] = int(max_body_bytes)
-    app[STATS] = {"events": 0, "rejected": 0, "started": time.monotonic()}
+    app[STATS] = {"events": 0, "rejected": 0, "labels": 0, "started": time.monotonic()}
     app.router.add_post("/score", _score)
+    app.router.add_post("/label", _label)
     app.router.add_get("/health", _health)
     return app
 
@@ -135,7 +168,7 @@ async def serve(
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
     url = f"http://{host}:{bound}"
-    log.info("scoring service listening on %s (POST /score, GET /health)", url)
+    log.info("scoring service listening on %s (POST /score, POST /label, GET /health)", url)
     if on_ready is not None:
         on_ready(url)
     try:
