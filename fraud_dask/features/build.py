@@ -78,16 +78,18 @@ def _finish(pdf: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pdf.iloc[order][columns].reset_index(drop=True)
 
 
-#: ``shuffle: auto`` uses the task-based shuffle up to this many output partitions.
-AUTO_TASKS_MAX_PARTITIONS = 64
+#: ``shuffle: auto`` uses the task-based shuffle up to this many output partitions (about 4 M
+#: rows at the reader's 500k rows per partition), P2P above.
+AUTO_TASKS_MAX_PARTITIONS = 8
 
 
 def shuffle_method(name: str, npartitions: int) -> str:
     """The Dask shuffle method for ``features.shuffle`` (``auto``, ``tasks`` or ``p2p``).
 
     Measured on 2 workers (docs/benchmarks.md): for a few partitions of ~500k rows the
-    task-based shuffle is about 1.5-2x faster than P2P; P2P keeps memory flat when there are
-    many partitions.
+    task-based shuffle is about 1.5-2x faster than P2P (the handbook's 1.75 M rows); with many
+    partitions P2P streams through disk and is faster and steadier (10 M rows, the default
+    features: 148 s with P2P, 241 s with tasks spilling).
 
     Raises
     ------

@@ -182,7 +182,7 @@ class FeaturesConf:
     npartitions: int | None = None
     #: how the entity shuffles move rows: ``tasks`` (an in-memory task graph: fastest for a few
     #: large partitions), ``p2p`` (streams through disk: steadier memory for many partitions)
-    #: or ``auto`` (tasks up to 64 output partitions, p2p above)
+    #: or ``auto`` (tasks up to 8 output partitions, p2p above)
     shuffle: str = "auto"
     #: where ``task=features`` writes; null = ``<run_dir>/features``
     output: str | None = None
