@@ -113,14 +113,24 @@ def _window(ts: np.ndarray, t: int, p: int, width: int | None, offset: int) -> t
     return lo, max(hi, lo)
 
 
-def _moments(x: list[float]) -> tuple[float, float, float]:
-    k = len(x)
+def _moments(x: np.ndarray, extra: float | None) -> tuple[float, float, float]:
+    """Sum (exact), mean and sample std of ``x`` plus ``extra`` (the current row) if given."""
+    values = x.tolist()
+    if extra is not None:
+        values.append(extra)
+    k = len(values)
     if k == 0:
         return 0.0, math.nan, math.nan
-    total = math.fsum(x)
+    total = math.fsum(values)
     mean = total / k
-    std = math.sqrt(math.fsum([(v - mean) ** 2 for v in x]) / (k - 1)) if k > 1 else math.nan
-    return total, mean, std
+    if k == 1:
+        return total, mean, math.nan
+    if k <= 16:
+        squares = math.fsum([(v - mean) ** 2 for v in values])
+    else:  # long windows: one vectorised pass
+        d = x - mean
+        squares = float(d @ d) + ((extra - mean) ** 2 if extra is not None else 0.0)
+    return total, mean, math.sqrt(squares / (k - 1))
 
 
 class _StageState:
@@ -200,10 +210,7 @@ class _StageState:
         k = hi - lo + current
         total = mean = std = math.nan
         if kind == "relative" or op.moments:
-            x = amounts[lo:hi].tolist()
-            if current:
-                x.append(amount)
-            total, mean, std = _moments(x)
+            total, mean, std = _moments(amounts[lo:hi], amount if current else None)
         if kind == "relative":
             for key, name in op.outputs:
                 if key == "ratio":
