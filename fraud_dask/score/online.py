@@ -40,6 +40,18 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def _utc_ns(value: Any, what: str) -> int:
+    """Nanoseconds since the epoch (UTC; naive means UTC) of a time value, or a clear error."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{what} is not a time: {value!r} ({exc})") from None
+    if pd.isna(stamp):
+        raise ValueError(f"{what} is empty")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value)
+
+
 class _History:
     """One entity's rows, sorted by (ts, tx_id), in growable numpy arrays; live rows [lo, n)."""
 
@@ -476,14 +488,7 @@ class OnlineScorer:
         if label_ts is None:
             known = self.newest
         else:
-            try:
-                stamp = pd.Timestamp(label_ts)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"label: label_ts is not a time: {label_ts!r} ({exc})") from None
-            if pd.isna(stamp):
-                raise ValueError("label: label_ts is empty")
-            stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-            known = int(stamp.value)
+            known = _utc_ns(label_ts, "label: label_ts")
         if tx_id not in self._live:
             raise KeyError(f"label: tx_id {tx_id!r} was not scored here, or is too old to matter")
         t, keys = self._live[tx_id]
@@ -515,13 +520,7 @@ class OnlineScorer:
         raw_ts = event["ts"]
         if isinstance(raw_ts, bool) or not isinstance(raw_ts, str | dt.datetime | pd.Timestamp):
             raise ValueError(f"event: field 'ts' must be an ISO 8601 time, got {raw_ts!r}")
-        try:
-            ts = pd.Timestamp(raw_ts)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"event: field 'ts' is not a time: {raw_ts!r} ({exc})") from None
-        if pd.isna(ts):
-            raise ValueError("event: field 'ts' is empty")
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        t = _utc_ns(raw_ts, "event: field 'ts'")
         amount = event["amount"]
         if (
             isinstance(amount, bool)
@@ -539,7 +538,7 @@ class OnlineScorer:
             kind = "an integer" if want_int else "a string"
             raise ValueError(f"event: field 'tx_id' must be {kind}, got {tx!r}")
         self._init_stages(np.int64 if isinstance(tx, int) else object)
-        return int(ts.value), tx, float(amount)
+        return t, tx, float(amount)
 
     def features(self, event: Mapping[str, Any]) -> dict[str, float]:
         """The event's features from the current state (the state is not changed)."""
