@@ -320,8 +320,8 @@ def read_files(
 ) -> dd.DataFrame:
     """A lazy frame of the files, each read by :func:`read_file`.
 
-    One partition per file, or (``rows_per_partition``) per run of consecutive files holding
-    up to that many rows together (:func:`group_files`).
+    One partition per file, or (``rows_per_partition``) one per run of consecutive files, in
+    balanced groups of about that many rows (:func:`group_files`).
     """
     return dd.from_map(
         _read_group,

@@ -445,11 +445,11 @@ class OnlineScorer:
 
     def _forget_live(self) -> None:
         """Drop remembered events older than every label-reading window can reach."""
-        reach = [st.horizon for i, st in enumerate(self.stages) if i in self._labelled_stages]
-        if None in reach or not reach:
-            return  # an unbounded window: every past event can still matter
-        oldest = self.newest - max(r for r in reach if r is not None)
-        self._live = {tx: v for tx, v in self._live.items() if v[0] > oldest}
+        reach = [self.stages[i].horizon for i in self._labelled_stages]
+        if reach and None not in reach:  # else an unbounded window: every event can matter
+            oldest = self.newest - max(r for r in reach if r is not None)
+            self._live = {tx: v for tx, v in self._live.items() if v[0] > oldest}
+        # next check when the dict has doubled again (not on every event)
         self._live_checked = max(50_000, len(self._live))
 
     def label(self, tx_id: Any, is_fraud: Any, label_ts: Any = None) -> int:
