@@ -128,7 +128,7 @@ def tree_shap(booster: Any, iteration_range: tuple[int, int] | None) -> Any:
     """The :class:`~fraud_dask.score.treeshap.TreeShap` of a booster, built once per process."""
     from fraud_dask.score.treeshap import TreeShap
 
-    key = tuple(iteration_range) if iteration_range is not None else None
+    key = None if iteration_range is None else (int(iteration_range[0]), int(iteration_range[1]))
     per_booster = _TREESHAP.setdefault(booster, {})
     if key not in per_booster:
         per_booster[key] = TreeShap(booster, key)
