@@ -31,11 +31,31 @@ def _length(part: pd.DataFrame) -> pd.Series:
     return pd.Series([len(part)], dtype="int64")
 
 
-def _take_rows(pieces: list[pd.DataFrame], spans: list[tuple[int, int]]) -> pd.DataFrame:
-    return pd.concat([p.iloc[lo:hi] for p, (lo, hi) in zip(pieces, spans, strict=True)])
+def _take_rows(
+    pieces: list[pd.DataFrame], spans: list[tuple[int, int]], prepare: Any = None
+) -> pd.DataFrame:
+    out = pd.concat([p.iloc[lo:hi] for p, (lo, hi) in zip(pieces, spans, strict=True)])
+    return out if prepare is None else prepare(out)
 
 
-def balance(client: Any, frame: Any, parts_per_worker: int = 1) -> tuple[Any, list[int], list[Any]]:
+def _model_rows(
+    part: pd.DataFrame, columns: list[str], cats: dict, label: str, weight: float | None
+) -> pd.DataFrame:
+    """The float32 model matrix of ``part`` plus the label (and a class weight) columns."""
+    out = encode_partition(part, columns, cats)
+    y = part[label].to_numpy(dtype=np.float32)
+    out[label] = y
+    if weight is not None:
+        out[_WEIGHT] = (1.0 + (weight - 1.0) * (y == 1)).astype(np.float32)
+    return out
+
+
+_WEIGHT = "__fraud_dask_weight__"
+
+
+def balance(
+    client: Any, frame: Any, parts_per_worker: int = 1, prepare: Any = None, meta: Any = None
+) -> tuple[Any, list[int]]:
     """Spread a frame's rows evenly over the workers, keeping row order.
 
     Parameters
@@ -46,6 +66,11 @@ def balance(client: Any, frame: Any, parts_per_worker: int = 1) -> tuple[Any, li
         Rows to train on (any partitioning; empty partitions allowed).
     parts_per_worker : int
         Partitions each worker holds afterwards.
+    prepare : callable, optional
+        Applied to each balanced pandas partition in the same task (e.g. encoding the model
+        matrix), so that the persisted frame holds its output instead of the raw rows.
+    meta : pandas.DataFrame, optional
+        Empty frame of ``prepare``'s output (default: the frame's own meta).
 
     Returns
     -------
@@ -80,14 +105,16 @@ def balance(client: Any, frame: Any, parts_per_worker: int = 1) -> tuple[Any, li
         idx = [j for j in range(len(parts)) if starts[j] < b and starts[j + 1] > a]
         spans = [(max(a - starts[j], 0), min(b, starts[j + 1]) - starts[j]) for j in idx]
         task = dask.delayed(_take_rows)(
-            [parts[j] for j in idx], [tuple(map(int, s)) for s in spans]
+            [parts[j] for j in idx], [tuple(map(int, s)) for s in spans], prepare
         )
         worker = workers[i % len(workers)]
         futures.append(client.compute(task, workers=[worker], allow_other_workers=False))
         sizes.append(int(b - a))
     # Persisting the frame built on the futures keeps them alive with it (and makes it
     # convertible to a dask array, which a frame over bare futures is not).
-    out = client.persist(dd.from_delayed(futures, meta=frame._meta, verify_meta=False))
+    out = client.persist(
+        dd.from_delayed(futures, meta=frame._meta if meta is None else meta, verify_meta=False)
+    )
     return out, sizes
 
 
@@ -98,8 +125,27 @@ def _label_counts(frame: Any, label: str) -> tuple[int, int]:
     return int(n), int(pos)
 
 
-def _matrix(frame: Any, columns: list[str], cats: dict, device: str, lengths: list[int]) -> Any:
-    x = frame.map_partitions(encode_partition, columns, cats, meta=matrix_meta(columns))
+def _model_frame(
+    client: Any,
+    frame: Any,
+    columns: list[str],
+    cats: dict,
+    label: str,
+    weight: float | None,
+    ppw: int,
+) -> tuple[Any, list[int]]:
+    """:func:`balance` of ``frame`` into encoded model rows (:func:`_model_rows`)."""
+    import functools
+
+    meta = matrix_meta(columns).assign(**{label: np.empty(0, np.float32)})
+    if weight is not None:
+        meta[_WEIGHT] = np.empty(0, np.float32)
+    prepare = functools.partial(_model_rows, columns=columns, cats=cats, label=label, weight=weight)
+    return balance(client, frame, ppw, prepare=prepare, meta=meta)
+
+
+def _matrix(frame: Any, columns: list[str], device: str, lengths: list[int]) -> Any:
+    x = frame[columns]
     if device != "cuda":
         return x
     import cupy
@@ -142,29 +188,28 @@ def fit_xgboost(
     imbalance = conf_value(conf, "imbalance", "none")
 
     needed = [*columns, label]
-    train_part, sizes = balance(client, train_frame[needed], ppw)
-    n, pos = _label_counts(train_part, label)
+    n, pos = _label_counts(train_frame, label)
     if pos == 0 or pos == n:
         raise ValueError(
             f"train: the training period has {pos} fraud(s) among {n} rows; both classes are needed"
         )
     pos_weight = conf_value(conf, "pos_weight")
     pos_weight = float(pos_weight) if pos_weight is not None else (n - pos) / pos
-    weight = None
     if imbalance == "scale_pos_weight":
         params["scale_pos_weight"] = pos_weight
-    elif imbalance == "weights":
-        w = train_part[label].map_partitions(
-            lambda s: (1.0 + (pos_weight - 1.0) * (s == 1)).astype("float32"),
-            meta=pd.Series(dtype="float32", name=label),
-        )
-        weight = _vector(w, device, sizes)
+    row_weight = pos_weight if imbalance == "weights" else None
+    # The balanced partitions hold the encoded float32 matrix itself: the DMatrix reads them
+    # without another pass over the raw rows.
+    train_part, sizes = _model_frame(
+        client, train_frame[needed], columns, cats, label, row_weight, ppw
+    )
+    weight = _vector(train_part[_WEIGHT], device, sizes) if row_weight is not None else None
     types = feature_types(columns, cats)
     common = dict(feature_names=columns, feature_types=types, enable_categorical=bool(cats))
     log.info("xgboost: %d rows (%d frauds), %d inputs, device=%s", n, pos, len(columns), device)
     dtrain = dxgb.DaskQuantileDMatrix(
         client,
-        _matrix(train_part, columns, cats, device, sizes),
+        _matrix(train_part, columns, device, sizes),
         _vector(train_part[label], device, sizes),
         weight=weight,
         max_bin=int(params.get("max_bin", 256)),
@@ -173,11 +218,13 @@ def fit_xgboost(
     evals, valid_rows = None, 0
     early = valid_frame is not None and stop is not None and int(stop) > 0
     if valid_frame is not None:
-        valid_part, vsizes = balance(client, valid_frame[needed], ppw)
+        valid_part, vsizes = _model_frame(
+            client, valid_frame[needed], columns, cats, label, None, ppw
+        )
         valid_rows = sum(vsizes)
         dvalid = dxgb.DaskQuantileDMatrix(
             client,
-            _matrix(valid_part, columns, cats, device, vsizes),
+            _matrix(valid_part, columns, device, vsizes),
             _vector(valid_part[label], device, vsizes),
             ref=dtrain,
             max_bin=int(params.get("max_bin", 256)),
