@@ -125,6 +125,38 @@ def test_continuous_inputs_match_single_node_closely(client):
     )
 
 
+@pytest.mark.parametrize("imbalance", ["weights", "scale_pos_weight"])
+def test_class_imbalance_matches_single_node_with_the_same_weights(client, imbalance):
+    """Both ways of weighting the frauds equal single-node XGBoost given the same weights."""
+    import xgboost as xgb
+
+    pdf = make_frame(seed=4)
+    c = conf(categorical=["category"], categories={"category": CATS}, imbalance=imbalance)
+    model = train(client, to_dask(pdf, 6), None, c, "cpu", seed=1)
+    y = pdf["is_fraud"].to_numpy()
+    pos_weight = (y == 0).sum() / (y == 1).sum()
+    assert model.info["pos_weight"] == pytest.approx(pos_weight)
+    got = model.score(to_dask(pdf, 3)).compute()["score"].to_numpy()
+
+    x = encode_partition(pdf, model.columns, {"category": CATS})
+    types = ["q"] * 4 + ["c"]
+    params = {"objective": "binary:logistic", "tree_method": "hist", "seed": 1}
+    params |= PARAMS | {"max_cat_to_onehot": 1}
+    weight = None
+    if imbalance == "weights":
+        weight = np.where(y == 1, pos_weight, 1.0)
+    else:
+        params["scale_pos_weight"] = pos_weight
+    dm = xgb.QuantileDMatrix(
+        x, y, weight=weight, max_bin=64, feature_types=types, enable_categorical=True
+    )
+    single = xgb.train(params, dm, num_boost_round=20)
+    want = single.predict(xgb.DMatrix(x, feature_types=types, enable_categorical=True))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # balancing the classes pulls the mean score from the fraud rate (0.24) towards 0.5
+    assert got.mean() > 1.5 * y.mean()
+
+
 def test_early_stopping_picks_best_iteration_and_predictions_use_it(client):
     import xgboost as xgb
 
