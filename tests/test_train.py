@@ -265,12 +265,13 @@ def test_balance_spreads_rows_evenly_over_workers(client):
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
 
 
-def test_logistic_baseline_matches_scikit_learn(client, tmp_path):
+@pytest.mark.parametrize("tolerance", [{}, {"tol_per_row": 1e-5}])
+def test_logistic_baseline_matches_scikit_learn(client, tmp_path, tolerance):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     pdf = make_frame(n=10_000, seed=11)
-    c = conf(kind="logistic", params={"C": 1.0, "max_iter": 200})
+    c = conf(kind="logistic", params={"C": 1.0, "max_iter": 200} | tolerance)
     model = train(client, to_dask(pdf, 4), None, c, "cpu")
     assert model.kind == "logistic" and model.columns == ["amount", "n_tx", "risk", "noise"]
     got = model.score(to_dask(pdf, 3)).compute()["score"].to_numpy()
@@ -283,6 +284,12 @@ def test_logistic_baseline_matches_scikit_learn(client, tmp_path):
     model.save(str(tmp_path / "lr"))
     again = TrainedModel.load(str(tmp_path / "lr"))
     np.testing.assert_array_equal(again.predict_partition(pdf), model.predict_partition(pdf))
+
+
+def test_logistic_tolerance_given_twice_is_an_error(client):
+    c = conf(kind="logistic", params={"tol": 1e-4, "tol_per_row": 1e-5})
+    with pytest.raises(ValueError, match="tol=0.0001 and tol_per_row=1e-05"):
+        train(client, to_dask(make_frame(n=2_000)), None, c, "cpu")
 
 
 def test_feature_selection_never_takes_identifiers_or_the_label():

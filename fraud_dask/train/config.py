@@ -102,7 +102,9 @@ class ModelConf:
         Also train the logistic baseline in the same run (when ``kind`` is xgboost).
     baseline_params : dict
         dask-ml ``LogisticRegression`` parameters of the baseline (``C``, ``solver``,
-        ``max_iter``).
+        ``max_iter``, ``penalty``, ``tol``), or ``tol_per_row``: ``tol`` scaled by the
+        training rows (dask-glm sums the loss over the rows; scikit-learn's ``tol`` is on the
+        mean).
     search : dict
         Grid of XGBoost parameters (name -> list of values) tried on the validation folds; the
         best mean ``select_metric`` wins; empty: no search.

@@ -297,8 +297,11 @@ def fit_logistic(
     """Fit the logistic baseline with dask-ml on standardized numeric inputs.
 
     Categorical inputs are left out (the baseline is linear in the numeric inputs); missing
-    values count as the training mean. ``C``, ``solver`` and ``max_iter`` come from
-    ``baseline_params`` (or ``params`` when ``kind`` is logistic).
+    values count as the training mean. ``C``, ``solver``, ``max_iter``, ``penalty`` and ``tol``
+    come from ``baseline_params`` (or ``params`` when ``kind`` is logistic). dask-glm's L-BFGS
+    stops when every component of the gradient of the loss summed over the rows is below
+    ``tol`` (default 1e-4: far stricter than scikit-learn's, whose loss is a mean);
+    ``tol_per_row`` instead sets ``tol`` to ``tol_per_row * rows``, scikit-learn's test.
     """
     import dask
     from dask_ml.linear_model import LogisticRegression
@@ -310,11 +313,21 @@ def fit_logistic(
     lr_params = {"C": 1.0, "solver": "lbfgs", "max_iter": 200} | {
         k: v for k, v in given.items() if k in ("C", "solver", "max_iter", "tol", "penalty")
     }
+    tol_per_row = given.get("tol_per_row")
+    if tol_per_row is not None and "tol" in given:
+        raise ValueError(
+            f"logistic baseline: got tol={given['tol']!r} and tol_per_row={tol_per_row!r}; "
+            "give one of them"
+        )
     part, sizes = balance(client, train_frame[[*columns, label]], 1)
     x = part.map_partitions(encode_partition, columns, {}, meta=matrix_meta(columns))
     mean, std, n, pos = dask.compute(
         x.mean(), x.std(ddof=0), part[label].count(), part[label].sum()
     )
+    if tol_per_row is not None:
+        # dask-glm sums the loss over the rows, so its gradient test scales with them;
+        # scikit-learn's tol applies to the mean loss: the same test is tol_per_row * rows.
+        lr_params["tol"] = float(tol_per_row) * int(n)
     mean = np.array(mean.fillna(0.0), dtype=np.float64)
     scale = np.array(std.fillna(0.0), dtype=np.float64)
     constant = scale == 0
