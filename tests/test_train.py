@@ -126,13 +126,18 @@ def test_continuous_inputs_match_single_node_closely(client):
 
 
 @pytest.mark.parametrize("imbalance", ["weights", "scale_pos_weight"])
-def test_class_imbalance_matches_single_node_with_the_same_weights(client, imbalance):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_class_imbalance_matches_single_node_with_the_same_weights(client, imbalance, device):
     """Both ways of weighting the frauds equal single-node XGBoost given the same weights."""
     import xgboost as xgb
 
+    from fraud_dask.cluster import resolve_device
+
+    if device == "cuda" and resolve_device(client, "auto") != "cuda":
+        pytest.skip("the workers have no CUDA device")
     pdf = make_frame(seed=4)
     c = conf(categorical=["category"], categories={"category": CATS}, imbalance=imbalance)
-    model = train(client, to_dask(pdf, 6), None, c, "cpu", seed=1)
+    model = train(client, to_dask(pdf, 6), None, c, device, seed=1)
     y = pdf["is_fraud"].to_numpy()
     pos_weight = (y == 0).sum() / (y == 1).sum()
     assert model.info["pos_weight"] == pytest.approx(pos_weight)
@@ -140,7 +145,7 @@ def test_class_imbalance_matches_single_node_with_the_same_weights(client, imbal
 
     x = encode_partition(pdf, model.columns, {"category": CATS})
     types = ["q"] * 4 + ["c"]
-    params = {"objective": "binary:logistic", "tree_method": "hist", "seed": 1}
+    params = {"objective": "binary:logistic", "tree_method": "hist", "seed": 1, "device": device}
     params |= PARAMS | {"max_cat_to_onehot": 1}
     weight = None
     if imbalance == "weights":
