@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings as pywarnings
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,96 @@ def _model_rows(
 
 
 _WEIGHT = "__fraud_dask_weight__"
+
+
+def _split_rows(
+    part: pd.DataFrame,
+    label: str,
+    pos_offset: int,
+    neg_offset: int,
+    neg_bounds: np.ndarray,
+    n: int,
+) -> tuple[pd.DataFrame, ...]:
+    """Cut one partition into ``n`` pieces: frauds dealt round-robin by their global rank,
+    genuine rows into contiguous ranges of their global rank (``neg_bounds``)."""
+    y = part[label].to_numpy() == 1
+    dest = np.empty(len(part), dtype=np.int64)
+    dest[y] = (pos_offset + np.arange(int(y.sum()))) % n
+    neg_rank = neg_offset + np.arange(int((~y).sum()))
+    dest[~y] = np.searchsorted(neg_bounds, neg_rank, side="right") - 1
+    return tuple(part[dest == i] for i in range(n))
+
+
+def _concat(pieces: list[pd.DataFrame], prepare: Any = None) -> pd.DataFrame:
+    out = pd.concat(pieces)
+    return out if prepare is None else prepare(out)
+
+
+def _label_by_part(part: pd.DataFrame, label: str) -> pd.DataFrame:
+    y = part[label].to_numpy() == 1
+    return pd.DataFrame({"n": [len(part)], "pos": [int(y.sum())]})
+
+
+def balance_stratified(
+    client: Any,
+    frame: Any,
+    label: str,
+    parts_per_worker: int = 1,
+    prepare: Any = None,
+    meta: Any = None,
+) -> tuple[Any, list[int], list[int]]:
+    """Like :func:`balance`, but the frauds are dealt evenly over the partitions.
+
+    A time-ordered split of a short, clean period can leave a worker without a single fraud
+    (its local AUC-PR is undefined, XGBoost warns on every round, and the sketch of that worker
+    sees one class); dealing the frauds round-robin gives every partition ``pos // n`` or one
+    more. Rows move only to their destination (each input partition is cut once).
+
+    Returns
+    -------
+    (dask.dataframe.DataFrame, list of int, list of int)
+        The persisted frame, the partition lengths, and the frauds per partition.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if not workers:
+        raise ValueError("balance: the cluster has no worker")
+    frame = client.persist(frame)
+    counts = frame.map_partitions(
+        _label_by_part, label, meta=pd.DataFrame({"n": [0], "pos": [0]}).iloc[:0]
+    ).compute()
+    lengths, pos = counts["n"].to_numpy(), counts["pos"].to_numpy()
+    total, total_pos = int(lengths.sum()), int(pos.sum())
+    if total == 0:
+        raise ValueError("balance: the training frame has no rows")
+    n = max(1, min(len(workers) * max(1, int(parts_per_worker)), total))
+    neg = lengths - pos
+    total_neg = int(neg.sum())
+    pos_offsets = np.concatenate([[0], np.cumsum(pos)])[:-1]
+    neg_offsets = np.concatenate([[0], np.cumsum(neg)])[:-1]
+    # genuine rows fill each partition up to an even total, after its share of the frauds
+    pos_per = np.array([(total_pos - i + n - 1) // n for i in range(n)])
+    sizes = np.linspace(0, total, n + 1).round().astype(int)
+    neg_per = np.maximum(np.diff(sizes) - pos_per, 0)
+    neg_per[-1] = total_neg - int(neg_per[:-1].sum())
+    neg_bounds = np.concatenate([[0], np.cumsum(neg_per)])[:-1]
+    pieces = [
+        dask.delayed(_split_rows, nout=n)(
+            part, label, int(pos_offsets[j]), int(neg_offsets[j]), neg_bounds, n
+        )
+        for j, part in enumerate(frame.to_delayed())
+    ]
+    futures = []
+    for i in range(n):
+        task = dask.delayed(_concat)([p[i] for p in pieces], prepare)
+        worker = workers[i % len(workers)]
+        futures.append(client.compute(task, workers=[worker], allow_other_workers=False))
+    out = client.persist(
+        dd.from_delayed(futures, meta=frame._meta if meta is None else meta, verify_meta=False)
+    )
+    return out, [int(a + b) for a, b in zip(pos_per, neg_per, strict=True)], pos_per.tolist()
 
 
 def balance(
@@ -134,15 +225,15 @@ def _model_frame(
     label: str,
     weight: float | None,
     ppw: int,
-) -> tuple[Any, list[int]]:
-    """:func:`balance` of ``frame`` into encoded model rows (:func:`_model_rows`)."""
+) -> tuple[Any, list[int], list[int]]:
+    """:func:`balance_stratified` of ``frame`` into encoded model rows (:func:`_model_rows`)."""
     import functools
 
     meta = matrix_meta(columns).assign(**{label: np.empty(0, np.float32)})
     if weight is not None:
         meta[_WEIGHT] = np.empty(0, np.float32)
     prepare = functools.partial(_model_rows, columns=columns, cats=cats, label=label, weight=weight)
-    return balance(client, frame, ppw, prepare=prepare, meta=meta)
+    return balance_stratified(client, frame, label, ppw, prepare=prepare, meta=meta)
 
 
 def _matrix(frame: Any, columns: list[str], device: str, lengths: list[int]) -> Any:
@@ -189,11 +280,29 @@ def fit_xgboost(
     imbalance = conf_value(conf, "imbalance", "none")
 
     needed = [*columns, label]
+    warnings: list[dict[str, Any]] = []
     n, pos = _label_counts(train_frame, label)
     if pos == 0 or pos == n:
         raise ValueError(
             f"train: the training period has {pos} fraud(s) among {n} rows; both classes are needed"
         )
+    evals, valid_rows, valid_pos = None, 0, 0
+    early = valid_frame is not None and stop is not None and int(stop) > 0
+    if valid_frame is not None:
+        valid_rows, valid_pos = _label_counts(valid_frame, label)
+        if valid_pos == 0 or valid_pos == valid_rows:
+            import dask.dataframe as dd
+
+            message = (
+                f"the early-stopping period holds {valid_pos} fraud(s) among {valid_rows} rows: "
+                f"AUC-PR is undefined there, so early stopping is off and "
+                f"model.num_boost_round={rounds} rounds are trained on the whole period"
+            )
+            log.warning("xgboost: %s", message)
+            warnings.append({"kind": "validation_frauds", "message": message})
+            train_frame = dd.concat([train_frame[needed], valid_frame[needed]])
+            n, pos = n + valid_rows, pos + valid_pos
+            early, valid_frame, valid_rows, valid_pos = False, None, 0, 0
     pos_weight = conf_value(conf, "pos_weight")
     pos_weight = float(pos_weight) if pos_weight is not None else (n - pos) / pos
     if imbalance == "scale_pos_weight":
@@ -201,9 +310,10 @@ def fit_xgboost(
     row_weight = pos_weight if imbalance == "weights" else None
     # The balanced partitions hold the encoded float32 matrix itself: the DMatrix reads them
     # without another pass over the raw rows.
-    train_part, sizes = _model_frame(
+    train_part, sizes, part_pos = _model_frame(
         client, train_frame[needed], columns, cats, label, row_weight, ppw
     )
+    _warn_single_class(warnings, "training", part_pos, sizes)
     weight = _vector(train_part[_WEIGHT], device, sizes) if row_weight is not None else None
     types = feature_types(columns, cats)
     common = dict(feature_names=columns, feature_types=types, enable_categorical=bool(cats))
@@ -216,13 +326,11 @@ def fit_xgboost(
         max_bin=int(params.get("max_bin", 256)),
         **common,
     )
-    evals, valid_rows = None, 0
-    early = valid_frame is not None and stop is not None and int(stop) > 0
     if valid_frame is not None:
-        valid_part, vsizes = _model_frame(
+        valid_part, vsizes, vpos = _model_frame(
             client, valid_frame[needed], columns, cats, label, None, ppw
         )
-        valid_rows = sum(vsizes)
+        _warn_single_class(warnings, "early-stopping", vpos, vsizes)
         dvalid = dxgb.DaskQuantileDMatrix(
             client,
             _matrix(valid_part, columns, device, vsizes),
@@ -247,6 +355,15 @@ def fit_xgboost(
     booster = out["booster"]
     best = int(booster.best_iteration) if early else booster.num_boosted_rounds() - 1
     seconds = time.perf_counter() - started
+    if early and best == 0:
+        message = (
+            f"early stopping chose round 1 of {booster.num_boosted_rounds()}: the validation "
+            f"period ({valid_rows} rows, {valid_pos} frauds) did not improve after the first "
+            "tree, so the model is a single tree; give early stopping a longer period "
+            "(model.valid_days / model.valid_min_frauds) or check the labels"
+        )
+        log.warning("xgboost: %s", message)
+        warnings.append({"kind": "best_round_1", "message": message})
     log.info(
         "xgboost: %d rounds in %.1f s%s",
         booster.num_boosted_rounds(),
@@ -257,6 +374,8 @@ def fit_xgboost(
         "rows": n,
         "frauds": pos,
         "valid_rows": valid_rows,
+        "valid_frauds": valid_pos,
+        "warnings": warnings,
         "pos_weight": pos_weight,
         "imbalance": imbalance,
         "params": params,
@@ -272,8 +391,23 @@ def fit_xgboost(
         whole = dd.concat([train_frame[needed], valid_frame[needed]])
         refit = fit_xgboost(client, whole, None, refit_conf, device, label=label, seed=seed)
         refit.info |= {"early_stopping": info, "refit": True}
+        refit.info["warnings"] = warnings + list(refit.info.get("warnings", []))
         return refit
     return model
+
+
+def _warn_single_class(
+    warnings: list[dict[str, Any]], period: str, frauds: list[int], sizes: list[int]
+) -> None:
+    """Note partitions that hold one class only (fewer frauds than partitions)."""
+    lonely = [i for i, (p, m) in enumerate(zip(frauds, sizes, strict=True)) if p == 0 or p == m]
+    if lonely:
+        message = (
+            f"{len(lonely)} of {len(sizes)} worker partitions of the {period} rows hold one class "
+            f"only ({sum(frauds)} frauds for {len(sizes)} partitions)"
+        )
+        log.warning("xgboost: %s", message)
+        warnings.append({"kind": "single_class_partition", "message": message})
 
 
 def _with(conf: Any, **changes: Any) -> dict[str, Any]:
@@ -346,7 +480,11 @@ def fit_logistic(
     # the solver passes over the matrix once per iteration: hold it in worker memory
     z, y = dask.persist(z, y)
     started = time.perf_counter()
-    est = LogisticRegression(random_state=seed, **lr_params).fit(z, y)
+    with pywarnings.catch_warnings():
+        # dask-glm sets the deprecated `fuse_ave_width` config key on every fit: nothing a
+        # user can act on
+        pywarnings.filterwarnings("ignore", message=".*fuse_ave_width.*", category=FutureWarning)
+        est = LogisticRegression(random_state=seed, **lr_params).fit(z, y)
     seconds = time.perf_counter() - started
     coef = {
         "mean": mean.tolist(),

@@ -27,6 +27,13 @@ DEFAULT_DAYS = 7
 ONE_DAY = dt.timedelta(days=1)
 
 
+class SplitMode(StrEnum):
+    """How the folds' lengths are chosen."""
+
+    fixed = "fixed"  # the lengths and dates of the config, as given
+    auto = "auto"  # sized from the source's span and daily fraud counts (fraud_dask.split.auto)
+
+
 class Anchor(StrEnum):
     """Where folds are anchored when the config gives no date."""
 
@@ -72,8 +79,15 @@ class SplitConf:
     the oldest test fold is the baseline); validation folds start at ``validation_train_start``
     (default: baseline - (delay_days + test_days), so their test periods end before the baseline
     training period ends).
+
+    ``mode=auto`` (``configs/split/auto.yaml``, the default) sizes the folds from the data
+    instead: lengths left ``None`` are chosen by :func:`fraud_dask.split.auto.plan_folds` (test
+    folds long enough to hold ``min_test_frauds`` frauds each, training as long as the history
+    allows up to ``max_train_days``, the label-delay gap from the source), lengths that are set
+    are kept; dates are not allowed with ``auto``.
     """
 
+    mode: SplitMode = SplitMode.fixed
     train_start: str | None = None
     train_end: str | None = None
     test_start: str | None = None
@@ -89,6 +103,11 @@ class SplitConf:
     test_train_start: str | None = None
     known_compromised: KnownRule = KnownRule.fraud_day
     known_since: KnownSince = KnownSince.train_start
+    # mode=auto: a test fold should hold at least this many frauds (else widened, or flagged)
+    min_test_frauds: int = 100
+    # mode=auto: the longest training period, and the shortest one worth training on
+    max_train_days: int = 180
+    min_train_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,11 @@ def make_folds(
         ``data_range``, or a fold that falls outside ``data_range``.
     """
     which = FoldSet(which)
+    if SplitMode(_get(conf, "mode") or SplitMode.fixed) is SplitMode.auto:
+        raise ValueError(
+            "split.mode=auto: the folds depend on the data's fraud counts; use "
+            "fraud_dask.split.plan_folds (or split.mode=fixed with make_folds)"
+        )
     d_train0, d_train1 = _date(conf, "train_start"), _date(conf, "train_end")
     d_test0, d_test1 = _date(conf, "test_start"), _date(conf, "test_end")
     implied = {
