@@ -3,20 +3,37 @@
 Every run writes into its Hydra run directory: ``resolved_config.yaml`` and ``overrides.yaml``
 (secrets such as PAN hash keys replaced by ``***``), ``fraud_dask.log``, ``metrics.json`` when
 the task returns metrics, and ``dask-report.html`` (a Dask performance report of the run).
+
+A mistake in the user's input (a :class:`fraud_dask.errors.UserError`, or a config that Hydra
+cannot compose) prints one line ``error: MESSAGE`` on stderr and exits with status 2, without a
+traceback and without ``metrics.json`` or a performance report; ``HYDRA_FULL_ERROR=1`` shows the
+full traceback instead. Under ``-m`` each failing job prints its line, the other jobs still run,
+and the sweep exits with status 2. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from fraud_dask.errors import UserError
 
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 log = logging.getLogger("fraud_dask")
+
+#: exit status of a run that failed because of the user's input (argparse uses 2 as well)
+USAGE_ERROR = 2
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+#: one line per job that failed with a UserError in this process (main() exits 2 if any)
+_failed_jobs: list[str] = []
 
 
 def _jsonable(value: Any) -> Any:
@@ -77,6 +94,7 @@ def execute(cfg: Any) -> dict[str, Any]:
 
     from fraud_dask.cluster import connect
     from fraud_dask.tasks import get_task
+    from fraud_dask.worker_logs import QuietUserErrors
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,14 +103,22 @@ def execute(cfg: Any) -> dict[str, Any]:
     task = get_task(task_name)  # import errors surface before a cluster starts
 
     started = time.perf_counter()
-    with connect(cfg.cluster) as client:
-        if cfg.task.performance_report:
-            from distributed import performance_report
+    report = run_dir / "dask-report.html"
+    try:
+        with connect(cfg.cluster) as client:
+            client.register_plugin(QuietUserErrors())  # the client reports them, on one line
+            if cfg.task.performance_report:
+                from distributed import performance_report
 
-            with performance_report(filename=str(run_dir / "dask-report.html")):
+                with performance_report(filename=str(report)):
+                    result = task(cfg, client)
+            else:
                 result = task(cfg, client)
-        else:
-            result = task(cfg, client)
+    except UserError:
+        # performance_report writes on the way out; a run the user has to fix and redo leaves
+        # no report behind (a bug keeps its report, which may help to find it)
+        report.unlink(missing_ok=True)
+        raise
     result = _jsonable(dict(result or {}))
     if result:
         result.setdefault("wall_time_s", round(time.perf_counter() - started, 3))
@@ -110,6 +136,7 @@ def _redact_override(override: str) -> str:
 
 def _hydra_main(cfg: Any) -> Any:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     hc = HydraConfig.get()
     cfg.run_dir = hc.runtime.output_dir
@@ -120,7 +147,86 @@ def _hydra_main(cfg: Any) -> Any:
     (run_dir / "overrides.yaml").write_text(
         "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n"
     )
-    return execute(cfg)
+    with _HydraReraises.task():
+        try:
+            return execute(cfg)
+        except UserError as exc:
+            if _full_error_requested():
+                raise
+            # Returned, not raised: Hydra would add a line of its own ("Error executing job
+            # with overrides ..."), and under -m the other jobs of the sweep still run.
+            where = ""
+            if hc.mode == RunMode.MULTIRUN:
+                where = f"job {hc.job.num} ({' '.join(overrides)}): "
+            _report(f"{where}{exc}")
+            _failed_jobs.append(str(exc))
+            return None
+
+
+def _full_error_requested() -> bool:
+    """The user asked for full tracebacks (``HYDRA_FULL_ERROR=1``, as Hydra reads it)."""
+    return os.environ.get(_FULL_ERROR) == "1"
+
+
+def _report(message: str) -> None:
+    """Print a user error as the one line ``error: MESSAGE`` on stderr."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+def _config_error_line(exc: BaseException) -> str:
+    """One line from a Hydra composition error and the OmegaConf error under it."""
+    from hydra.errors import OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    # a missing option lists Hydra's config search path after the options: not the user's concern
+    text = " ".join(str(exc).split("Config search path:")[0].split())
+    if isinstance(exc, OverrideParseException):
+        text = f"override {exc.override!r}: {text}"
+    cause = exc.__cause__
+    if isinstance(cause, OmegaConfBaseException):
+        # OmegaConf appends "full_key: ..., object_type=..." lines; the first line says it all
+        first = str(cause).strip().splitlines()[0].strip() if str(cause).strip() else ""
+        if first and first not in text:
+            text = f"{text.rstrip('.')}: {first}"
+    return text
+
+
+class _HydraReraises:
+    """Let Hydra raise composition errors to :func:`main` instead of printing them.
+
+    Hydra prints a config error on several lines and exits with status 1; its documented
+    ``HYDRA_FULL_ERROR=1`` makes it re-raise instead, so that :func:`main` can print one line.
+    The variable is set here only around Hydra's own work: :meth:`task` takes it away while a
+    task runs, so that a bug in a task keeps Hydra's usual short traceback.
+    """
+
+    active = False
+
+    @classmethod
+    @contextlib.contextmanager
+    def around_hydra(cls) -> Iterator[None]:
+        os.environ[_FULL_ERROR] = "1"
+        cls.active = True
+        try:
+            yield
+        finally:
+            cls.active = False
+            os.environ.pop(_FULL_ERROR, None)
+
+    @classmethod
+    @contextlib.contextmanager
+    def task(cls) -> Iterator[None]:
+        if not cls.active:
+            yield
+            return
+        os.environ.pop(_FULL_ERROR, None)
+        try:
+            yield
+        except BaseException:
+            # a bug: Hydra reports it (and anything after it in a sweep) as it always does
+            cls.active = False
+            raise
+        os.environ[_FULL_ERROR] = "1"  # for the next job's composition under -m
 
 
 def main() -> None:
@@ -136,7 +242,22 @@ def main() -> None:
     wrapped = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(
         _hydra_main
     )
-    wrapped()
+    if _full_error_requested():
+        wrapped()  # Hydra's own behaviour: every error with its full traceback
+    else:
+        from hydra.errors import CompactHydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        with _HydraReraises.around_hydra():
+            try:
+                wrapped()
+            except (CompactHydraException, OmegaConfBaseException) as exc:
+                # only Hydra's own work (composing, launching) gets here: a task's exceptions
+                # are UserErrors reported by _hydra_main or bugs that Hydra reports itself
+                _report(_config_error_line(exc))
+                sys.exit(USAGE_ERROR)
+    if _failed_jobs:
+        sys.exit(USAGE_ERROR)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fraud_dask.errors import InputNotFoundError, UserError
+
 log = logging.getLogger(__name__)
 
 _SKIP_PREFIXES = ("_", ".")
@@ -110,9 +112,9 @@ def list_files(
     elif fs.isdir(root):
         files = [f for f in fs.find(root) if _wanted(f[len(root) + 1 :], fmt)]
     else:
-        raise FileNotFoundError(f"data source not found: {path}")
+        raise InputNotFoundError(f"data source not found: {path}")
     if not files:
-        raise FileNotFoundError(f"no {fmt} files under {path}")
+        raise InputNotFoundError(f"no {fmt} files under {path}")
     return fs, root, sorted(files, key=_natural_key)
 
 
@@ -148,7 +150,7 @@ def inspect_files(fs: Any, root: str, files: Sequence[str], fmt: str) -> list[Fi
                 schema = meta.schema.to_arrow_schema()
             return FileInfo(path, hive, schema, meta.num_rows)
         except (OSError, ValueError, pa.ArrowException) as exc:
-            raise ValueError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
+            raise UserError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
 
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(files)))) as pool:
         return list(pool.map(one, files))
@@ -176,7 +178,7 @@ def _parquet_table(
                 coerce_int96_timestamp_unit="us",
             )
     except (OSError, pa.ArrowException) as exc:
-        raise ValueError(f"{path}: unreadable or corrupt parquet file: {exc}") from None
+        raise UserError(f"{path}: unreadable or corrupt parquet file: {exc}") from None
 
 
 def _complete(pdf: pd.DataFrame, hive: dict[str, str], columns: Sequence[str]) -> pd.DataFrame:
@@ -220,7 +222,7 @@ def read_file(
             with fs.open(path, "rb", compression="infer") as f:
                 pdf = pd.read_csv(f, usecols=present, dtype=str, **csv_options)
         except (OSError, pa.ArrowException) as exc:
-            raise ValueError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
+            raise UserError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
     else:
         table = _parquet_table(path, fs=fs, read_columns=columns, filters=filters)
         pdf = table.to_pandas()

@@ -29,6 +29,7 @@ from fraud_dask.data.pan import hasher_from_conf
 from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, REQUIRED, STRING_DTYPE
 from fraud_dask.data.sources import SourceConf, as_source_conf
 from fraud_dask.data.validate import Plan, kept_rows, prepare_partition, quarantined_rows
+from fraud_dask.errors import InputTypeError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class Source:
         self.mapping = self._mapping()
         self.id_kinds = self._check_types()
         if all(i.num_rows == 0 for i in self.infos):
-            raise ValueError(f"empty dataset: the files under {conf.path} hold no rows")
+            raise UserError(f"empty dataset: the files under {conf.path} hold no rows")
         self.filters = self._filters()
 
     # -- planning ---------------------------------------------------------------------------
@@ -117,7 +118,7 @@ class Source:
             if day is None or ((lo is None or day >= lo) and (hi is None or day <= hi)):
                 kept.append(f)
         if not kept:
-            raise ValueError(f"no files of {self.conf.path} fall in [{self.start}, {self.end})")
+            raise UserError(f"no files of {self.conf.path} fall in [{self.start}, {self.end})")
         return kept
 
     def _mapping(self) -> dict[str, str]:
@@ -141,7 +142,7 @@ class Source:
         if not outs & set(POINT_OF_SALE):
             missing.append(" or ".join(POINT_OF_SALE))
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"{conf.path}: no column maps to required {missing}; "
                 f"data.columns={dict(conf.columns)}, the files have {list(available)}"
             )
@@ -149,7 +150,7 @@ class Source:
         for info in self.infos:
             names = set(info.schema.names) | set(info.hive)
             for raw in sorted(required_raw - names):
-                raise ValueError(
+                raise UserError(
                     f"{info.path}: missing required column {raw!r} (mapped to "
                     f"{mapping[raw]!r}); the file has {sorted(names)}"
                 )
@@ -157,7 +158,7 @@ class Source:
             log.info("%s: mapped column %r is in no file; skipped", conf.path, raw)
             del mapping[raw]
         if not any(raw in available for raw, out in mapping.items() if out in POINT_OF_SALE):
-            raise ValueError(f"{conf.path}: needs a terminal_id or merchant_id column")
+            raise UserError(f"{conf.path}: needs a terminal_id or merchant_id column")
         return mapping
 
     def _check_types(self) -> dict[str, str]:
@@ -173,7 +174,7 @@ class Source:
                 if out in ID_COLUMNS and _is_string(t):
                     kinds[out] = "str"
                 if rule in _KINDS and not (_is_string(t) or _KINDS[rule][0](t)):
-                    raise TypeError(
+                    raise InputTypeError(
                         f"{info.path}: column {raw!r} ({out}) has type {t}, "
                         f"expected {_KINDS[rule][1]}"
                     )
@@ -315,7 +316,7 @@ def _process(pdf: pd.DataFrame, source: str, index: Any, *, plan: Plan, meta: pd
             try:
                 out[col] = out[col].astype(dtype)
             except (TypeError, ValueError):
-                raise TypeError(
+                raise InputTypeError(
                     f"{source}: column {col!r} has type {out[col].dtype}, expected {dtype} "
                     "(as in the first file)"
                 ) from None

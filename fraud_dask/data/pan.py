@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fraud_dask.errors import UserError
+
 PAN_PATTERN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 # RE2 (pyarrow) has no look-arounds: a vectorised pre-filter that every PAN matches.
 _CANDIDATE = r"\d[\d -]{11,}\d"
@@ -82,7 +84,7 @@ class PanHasher:
 
     def _digest(self, digits: str, where: str) -> bytes:
         if self._key is None:
-            raise ValueError(
+            raise UserError(
                 f"{where}: found card numbers (PANs) but no hash key is configured; set the "
                 "environment variable named by data.pan.key_env (default FRAUD_DASK_PAN_KEY) "
                 "or data.pan.key"

@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+from fraud_dask.errors import UserError
+
 
 class DataFormat(enum.StrEnum):
     """File format of a source; CSV is read and converted to the canonical frame."""
@@ -140,13 +142,13 @@ def as_source_conf(cfg: Any) -> SourceConf:
         try:
             node = OmegaConf.merge(OmegaConf.structured(SourceConf), values)
         except Exception as exc:  # omegaconf raises several types; re-raise one clear one
-            raise ValueError(f"data config: {exc}") from exc
+            raise UserError(f"data config: {exc}") from exc
     for required in ("name", "path"):
         if OmegaConf.is_missing(node, required):
-            raise ValueError(f"data config: 'data.{required}' is required but not set")
+            raise UserError(f"data config: 'data.{required}' is required but not set")
     conf = OmegaConf.to_object(node)
     assert isinstance(conf, SourceConf)
     canonical = set(conf.columns.values())
     if len(canonical) != len(conf.columns):
-        raise ValueError(f"data.columns maps two raw columns to one name: {conf.columns}")
+        raise UserError(f"data.columns maps two raw columns to one name: {conf.columns}")
     return conf

@@ -19,6 +19,7 @@ import pandas as pd
 from fraud_dask.data.pan import PanHasher
 from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, STRING_DTYPE, TS_DTYPE, Reason
 from fraud_dask.data.sources import TzPolicy
+from fraud_dask.errors import UserError
 
 POS_SHIFT = 40
 """``_pos`` = file index << POS_SHIFT | row number: a global, partition-independent row order."""
@@ -110,12 +111,12 @@ def _cast_id(s: pd.Series, kind: str, where: str) -> pd.Series:
     try:
         return s.astype("Int64")
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: cannot cast to int64 ({exc.__class__.__name__})") from None
+        raise UserError(f"{where}: cannot cast to int64 ({exc.__class__.__name__})") from None
 
 
 def _cast_amount(s: pd.Series, where: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(s.dtype):
-        raise ValueError(f"{where}: got booleans, expected numbers")
+        raise UserError(f"{where}: got booleans, expected numbers")
     if pd.api.types.is_numeric_dtype(s.dtype):
         return s.astype("float64")
     text = s.astype(STRING_DTYPE).str.strip()
@@ -123,7 +124,7 @@ def _cast_amount(s: pd.Series, where: str) -> pd.Series:
     bad = text.notna() & out.isna() & ~text.str.lower().isin(["nan", "inf", "-inf", "infinity"])
     if bad.any():
         example = text[bad].iloc[0]
-        raise ValueError(
+        raise UserError(
             f"{where}: {int(bad.sum())} value(s) cannot be cast to float64, e.g. {example!r}"
         )
     return out
@@ -190,7 +191,7 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
     try:
         ts, ts_bad, mixed = parse_timestamps(df["ts"], plan)
     except ValueError as exc:
-        raise ValueError(f"{where('ts')}: {exc}") from None
+        raise UserError(f"{where('ts')}: {exc}") from None
     out["ts"] = ts
     keys = [c for c in ("tx_id", "card_id") if c in out]
     null_key = np.zeros(n, dtype=bool)
@@ -207,7 +208,7 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
         try:
             label_ts, label_bad, label_mixed = parse_timestamps(df["label_ts"], plan)
         except ValueError as exc:
-            raise ValueError(f"{where('label_ts')}: {exc}") from None
+            raise UserError(f"{where('label_ts')}: {exc}") from None
         flag(label_bad, Reason.unparseable_timestamp, df["label_ts"], "label_ts")
         mixed |= label_mixed
     flag(mixed, Reason.mixed_timezone, df["ts"], "ts")

@@ -28,6 +28,14 @@ class TaskName(enum.Enum):
     cluster = "cluster"
 
 
+class RegistryAction(enum.StrEnum):
+    """What ``task=registry`` does (``task.action``)."""
+
+    list = "list"
+    show = "show"
+    promote = "promote"
+
+
 @dataclass
 class TaskConf:
     """Schema of the ``task`` config group: which task runs, and its own options."""
@@ -46,8 +54,8 @@ class TaskConf:
     # evaluate: cards per day for card precision@k, and the false-positive rate for recall@FPR
     k: int = 100
     max_fpr: float = 0.01
-    # registry: list | show | promote
-    action: str = "list"
+    # registry: list | show | promote (a closed set: another value fails at compose time)
+    action: RegistryAction = RegistryAction.list
     # ingest: check duplicate tx_id across the whole source (one extra pass and a shuffle)
     dedupe: bool = True
     # ingest / features / score: where the task writes its dataset (null: under the run directory)
