@@ -2,8 +2,11 @@
 
 Public entry points (imported lazily, so ``import fraud_dask.data`` stays light):
 
-- :func:`load_transactions` -- the canonical, checked, lazy frame of a source's good rows;
-- :func:`open_source` -- the same source opened for ingest (quarantine frame, counts by reason);
+- :func:`read_transactions` -- a source's canonical, checked, lazy good rows (repeated ``tx_id``
+  quarantined unless ``data.dedupe`` is off) plus lazy counts: a :class:`Frames`, whose
+  :meth:`~Frames.counts` gives a checked :class:`RowCounts` (rows in = kept + quarantined);
+- :func:`load_transactions` -- only the good rows of the same read;
+- :func:`open_source` -- the source opened (files, footers, the planned read);
 - :func:`write_dataset` / :func:`read_dataset` -- atomic, day-partitioned Parquet datasets.
 """
 
@@ -13,7 +16,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "read_transactions": "fraud_dask.data.load",
     "load_transactions": "fraud_dask.data.load",
+    "Frames": "fraud_dask.data.load",
+    "RowCounts": "fraud_dask.data.load",
+    "total_counts": "fraud_dask.data.load",
     "open_source": "fraud_dask.data.load",
     "Source": "fraud_dask.data.load",
     "write_dataset": "fraud_dask.data.io",

@@ -1,14 +1,18 @@
 """Open a source by its config and turn it into the canonical, checked, lazy transaction frame.
 
-Two depths of checking:
+Every row-level check that needs only its own partition (null keys, amounts, timestamps, time
+zones, labels) runs lazily inside the read. Duplicate ``tx_id`` detection (``data.dedupe``, on
+by default) needs the whole read: one extra pass over ``tx_id`` computes the repeated ones, then
+the first valid occurrence of each (in file order, then row order) is kept and later ones are
+quarantined.
 
-- ``load_transactions(cfg)`` (the fast path, for every stage that reads transactions): every
-  row-level check that needs only its own partition (null keys, amounts, timestamps, time zones,
-  labels) runs lazily inside the read, and only good rows come out. No shuffle, one pass.
-- ``open_source(cfg).frames(dedupe=True)`` (what ``task=ingest`` uses): the same, plus duplicate
-  ``tx_id`` detection across the whole source, which needs one extra pass over the data; the first
-  valid occurrence of a ``tx_id`` (in file order, then row order) is kept and later ones are
-  quarantined. Also returns the quarantine frame and lazy counts by reason.
+- :func:`read_transactions` (what every task uses): a :class:`Frames` holding the kept rows, the
+  quarantined rows and lazy counts. Compute :meth:`Frames.lazy_counts` together with the task's
+  own output (one ``dask.compute``, ``client.persist`` or ``write_datasets(extra=...)``), then
+  :meth:`Frames.counts` turns them into a checked :class:`RowCounts` (rows in = kept +
+  quarantined, by reason) for ``metrics.json`` and the log.
+- :func:`load_transactions`: only the kept rows, for callers that report nothing.
+- :func:`open_source`: the opened :class:`Source` (files, footers, the planned read).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import dask
 import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
@@ -26,7 +31,7 @@ from dask.dataframe.utils import clear_known_categories
 
 from fraud_dask.data import io
 from fraud_dask.data.pan import hasher_from_conf
-from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, REQUIRED, STRING_DTYPE
+from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, REASONS, REQUIRED, STRING_DTYPE
 from fraud_dask.data.sources import SourceConf, as_source_conf
 from fraud_dask.data.validate import Plan, kept_rows, prepare_partition, quarantined_rows
 from fraud_dask.errors import InputTypeError, UserError
@@ -69,9 +74,74 @@ def _timestamp(value: Any) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+@dataclasses.dataclass(frozen=True)
+class RowCounts:
+    """What one read did with its rows: rows in = rows kept + rows quarantined, by reason.
+
+    Counts of disjoint reads add up (``a + b``).
+    """
+
+    rows_in: int
+    """Rows read (after the date range)."""
+    rows_kept: int
+    """Rows that passed every check (counted on the kept frame itself)."""
+    by_reason: dict[str, int]
+    """Quarantined rows per reason: every reason of ``schema.REASONS``, zeros included."""
+    dedupe: bool
+    """Whether repeated ``tx_id`` were looked for."""
+
+    @property
+    def rows_quarantined(self) -> int:
+        """Rows sent to quarantine, all reasons together."""
+        return sum(self.by_reason.values())
+
+    def __add__(self, other: RowCounts) -> RowCounts:
+        return RowCounts(
+            rows_in=self.rows_in + other.rows_in,
+            rows_kept=self.rows_kept + other.rows_kept,
+            by_reason={r: self.by_reason[r] + other.by_reason[r] for r in self.by_reason},
+            dedupe=self.dedupe and other.dedupe,
+        )
+
+    def check(self, what: str) -> RowCounts:
+        """Return self, or raise ``RuntimeError`` (naming ``what``) when rows went missing."""
+        if self.rows_in != self.rows_kept + self.rows_quarantined:
+            raise RuntimeError(
+                f"{what}: lost or invented rows: rows in {self.rows_in} != kept "
+                f"{self.rows_kept} + quarantined {self.rows_quarantined} {self.by_reason}"
+            )
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``."""
+        return {
+            "rows_in": self.rows_in,
+            "rows_kept": self.rows_kept,
+            "rows_quarantined": self.rows_quarantined,
+            "by_reason": dict(self.by_reason),
+            "dedupe": self.dedupe,
+        }
+
+    def describe(self) -> str:
+        """One line for the log: ``N rows in = K kept + Q quarantined {reason: n, ...}``."""
+        reasons = {r: n for r, n in self.by_reason.items() if n}
+        return (
+            f"{self.rows_in} rows in = {self.rows_kept} kept + {self.rows_quarantined} "
+            f"quarantined {reasons}"
+        )
+
+
 @dataclasses.dataclass
 class Frames:
-    """The lazy results of reading a source: kept rows, quarantined rows, counts."""
+    """The lazy results of reading a source: kept rows, quarantined rows, counts.
+
+    Example::
+
+        read = read_transactions(cfg.data)
+        out = build_features(read.kept, cfg.features)
+        frame, *lazy = client.persist([out, *read.lazy_counts()])  # one pass over the source
+        counts = read.counts(dask.compute(*lazy))  # RowCounts, checked
+    """
 
     kept: dd.DataFrame
     """Canonical good rows."""
@@ -80,7 +150,73 @@ class Frames:
     rows_in: Any
     """Lazy scalar: rows read (after the date range)."""
     by_reason: Any
-    """Lazy series: quarantined rows per reason."""
+    """Lazy series: quarantined rows per reason (reasons with no row absent)."""
+    rows_kept: Any = None
+    """Lazy scalar: rows of ``kept``, counted on the kept partitions themselves."""
+    dedupe: bool = False
+    """Whether repeated ``tx_id`` were quarantined."""
+    source: str = ""
+    """The source's name and path, for messages."""
+
+    def lazy_counts(self) -> tuple[Any, Any, Any]:
+        """``(rows_in, rows_kept, by_reason)``, lazy.
+
+        Compute them in the same ``dask.compute`` (or ``client.persist``, or
+        ``write_datasets(..., extra=...)``) as the task's output: the read is then shared and
+        the counts cost no extra pass over the source.
+        """
+        return (self.rows_in, self.rows_kept, self.by_reason)
+
+    def counts(self, values: Sequence[Any] | None = None) -> RowCounts:
+        """The checked counts of this read.
+
+        Parameters
+        ----------
+        values : sequence, optional
+            The computed :meth:`lazy_counts`, in order. None: compute them now (a pass over
+            the source of its own; prefer computing them with the task's output).
+
+        Returns
+        -------
+        RowCounts
+
+        Raises
+        ------
+        RuntimeError
+            Rows in differ from rows kept + rows quarantined.
+        """
+        if values is None:
+            values = dask.compute(*self.lazy_counts())
+        rows_in, rows_kept, by_reason = values
+        counts = RowCounts(
+            rows_in=int(rows_in),
+            rows_kept=int(rows_kept),
+            by_reason={r: int(by_reason.get(r, 0)) for r in REASONS},
+            dedupe=self.dedupe,
+        )
+        return counts.check(f"reading {self.source}")
+
+
+def total_counts(reads: Sequence[Frames], values: Sequence[Any]) -> RowCounts:
+    """The checked counts of several disjoint reads, summed.
+
+    Parameters
+    ----------
+    reads : sequence of Frames
+        The reads, e.g. a scoring period's history and the older rows before it.
+    values : sequence
+        Their computed :meth:`Frames.lazy_counts`, concatenated in the order of ``reads``.
+    """
+    if not reads:
+        raise ValueError("total_counts: no reads")
+    width = len(reads[0].lazy_counts())
+    if len(values) != width * len(reads):
+        raise ValueError(f"total_counts: got {len(values)} values for {len(reads)} reads")
+    parts = [r.counts(values[i * width : (i + 1) * width]) for i, r in enumerate(reads)]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 class Source:
@@ -272,21 +408,24 @@ class Source:
         table = agg[agg["count"] > 1].compute()
         return table["min"].astype("int64")
 
-    def frames(self, *, dedupe: bool = True, columns: Sequence[str] | None = None) -> Frames:
+    def frames(self, *, dedupe: bool | None = None, columns: Sequence[str] | None = None) -> Frames:
         """Kept and quarantined rows and their counts, all lazy (``dedupe`` computes one pass).
 
         Parameters
         ----------
-        dedupe : bool
-            Quarantine repeated ``tx_id`` across the whole source (one extra pass).
+        dedupe : bool, optional
+            Quarantine repeated ``tx_id`` among the rows read (one extra pass, computed now).
+            None: ``data.dedupe`` (default True).
         columns : sequence of str, optional
             Project the kept frame to these columns (all are still read and checked).
         """
+        dedupe = self.conf.dedupe if dedupe is None else bool(dedupe)
         prepared = self.prepared()
         if dedupe:
             prepared = self.prepared(self.duplicates(prepared))
         kept_meta = kept_rows(prepared._meta)
         kept = prepared.map_partitions(kept_rows, meta=kept_meta)
+        rows_kept = kept.map_partitions(len, meta=(None, "int64")).sum()
         if columns is not None:
             unknown = [c for c in columns if c not in kept.columns]
             if unknown:
@@ -296,7 +435,15 @@ class Source:
         quarantine = prepared.map_partitions(q, meta=q(prepared._meta))
         rows_in = prepared.map_partitions(len, meta=(None, "int64")).sum()
         by_reason = prepared["reason"].value_counts()
-        return Frames(kept=kept, quarantine=quarantine, rows_in=rows_in, by_reason=by_reason)
+        return Frames(
+            kept=kept,
+            quarantine=quarantine,
+            rows_in=rows_in,
+            by_reason=by_reason,
+            rows_kept=rows_kept,
+            dedupe=dedupe,
+            source=f"{self.conf.name} ({self.conf.path})",
+        )
 
     def rows_in_files(self) -> int | None:
         """Rows in the selected files by their footers (Parquet only; None for CSV)."""
@@ -349,15 +496,52 @@ def open_source(data_cfg: Any, *, start: Any = None, end: Any = None) -> Source:
     return Source(as_source_conf(data_cfg), start, end)
 
 
+def read_transactions(
+    data_cfg: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    start: Any = None,
+    end: Any = None,
+    dedupe: bool | None = None,
+) -> Frames:
+    """Read a source: its canonical, checked, PAN-tokenised good rows plus lazy counts.
+
+    Parameters
+    ----------
+    data_cfg : DataConf, DictConfig or mapping
+        The ``data`` config (``cfg.data``).
+    columns : sequence of str, optional
+        Canonical columns of the kept frame (all are still read where checks need them).
+    start, end : str or Timestamp, optional
+        Keep rows with start <= ts < end; pushed down to Parquet (hive ``day`` folders outside
+        the range are not opened; row groups are filtered by statistics).
+    dedupe : bool, optional
+        Quarantine repeated ``tx_id`` among the rows read, keeping the first valid occurrence.
+        It costs one pass over the rows read (``tx_id`` only), computed here. None (the
+        default): ``data.dedupe``, which is True unless the config turns it off.
+
+    Returns
+    -------
+    Frames
+        ``kept`` (see :func:`load_transactions`), ``quarantine``, and the lazy counts:
+        compute :meth:`Frames.lazy_counts` with the task's output and pass them to
+        :meth:`Frames.counts` for a checked :class:`RowCounts`.
+    """
+    return open_source(data_cfg, start=start, end=end).frames(dedupe=dedupe, columns=columns)
+
+
 def load_transactions(
     data_cfg: Any,
     *,
     columns: Sequence[str] | None = None,
     start: Any = None,
     end: Any = None,
-    dedupe: bool = False,
+    dedupe: bool | None = None,
 ) -> dd.DataFrame:
     """The canonical, checked, PAN-tokenised lazy frame of a source's good rows.
+
+    The kept frame of :func:`read_transactions` (same parameters), for callers that report no
+    counts; tasks use :func:`read_transactions` so that every run says what it read.
 
     Parameters
     ----------
@@ -366,11 +550,10 @@ def load_transactions(
     columns : sequence of str, optional
         Canonical columns to return (all are still read where checks need them).
     start, end : str or Timestamp, optional
-        Keep rows with start <= ts < end; pushed down to Parquet (hive ``day`` folders outside
-        the range are not opened; row groups are filtered by statistics).
-    dedupe : bool
-        Also drop repeated ``tx_id`` across the whole source (one extra pass and a shuffle; off
-        by default; ``task=ingest`` does it).
+        Keep rows with start <= ts < end (pushed down to Parquet).
+    dedupe : bool, optional
+        Drop repeated ``tx_id`` among the rows read (one extra pass, computed here). None:
+        ``data.dedupe`` (default True).
 
     Returns
     -------
@@ -378,6 +561,6 @@ def load_transactions(
         Canonical columns (``tx_id``, ``ts`` UTC ns, ``card_id``, ``amount`` float64,
         ``terminal_id``/``merchant_id``, ``client_id`` category, ``is_fraud`` int8, ``label_ts``),
         then passthrough columns (e.g. ``scenario``). Quarantined rows are left out: use
-        :func:`open_source` and :meth:`Source.frames` to see them.
+        :func:`read_transactions` to see them and their counts.
     """
-    return open_source(data_cfg, start=start, end=end).frames(dedupe=dedupe, columns=columns).kept
+    return read_transactions(data_cfg, columns=columns, start=start, end=end, dedupe=dedupe).kept

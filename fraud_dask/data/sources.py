@@ -93,6 +93,11 @@ class SourceConf:
     """Only rows with ``ts`` >= start (inclusive)."""
     end: str | None = None
     """Only rows with ``ts`` < end (exclusive)."""
+    dedupe: bool = True
+    """Quarantine repeated ``tx_id`` (the first valid occurrence, in file then row order, is
+    kept) in every read of the source. It costs one extra pass over the rows read (``tx_id``
+    only, plus a shuffle of the repeated ones); turn it off only for a source known to be clean.
+    """
     quarantine_path: str | None = None
     """Where ingest writes the quarantine dataset; None: ``<run_dir>/quarantine``."""
     rows_per_partition: int | None = 500_000

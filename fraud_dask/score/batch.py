@@ -4,11 +4,14 @@
 with ``map_partitions(..., meta=...)``. :func:`load_period` reads the transactions of a scoring
 period plus the history its features need (the plan's horizon before the period, and the last
 earlier row of every entity with a time-since-previous feature), so every window of every
-scored row is complete. :func:`score_period` chains the two with the bundle's feature spec.
+scored row is complete. :func:`score_period` chains the two with the bundle's feature spec;
+:func:`read_period` and :func:`score_period_read` also return the source reads, whose counts
+(rows in = kept + quarantined, by reason) ``task=score`` reports.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -195,6 +198,23 @@ def _last_rows(part: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     return ordered.dropna(subset=key).drop_duplicates(key, keep="last")
 
 
+@dataclasses.dataclass
+class PeriodRead:
+    """The rows a scoring period needs, and the source reads they came from."""
+
+    frame: Any
+    """Lazy rows of the period plus the history their features need."""
+    cut: pd.Timestamp | None
+    """Where the history starts (None: all of it)."""
+    reads: tuple[Any, ...]
+    """The source reads (``fraud_dask.data.Frames``, disjoint): compute their
+    ``lazy_counts()`` with the scores and sum them with ``fraud_dask.data.total_counts``."""
+
+    def lazy_counts(self) -> list[Any]:
+        """Every read's lazy counts, concatenated in order."""
+        return [c for read in self.reads for c in read.lazy_counts()]
+
+
 def load_period(
     data_cfg: Any,
     features: Any,
@@ -208,7 +228,7 @@ def load_period(
     Parameters
     ----------
     data_cfg : DataConf, DictConfig or mapping
-        The source (read through :func:`fraud_dask.data.load_transactions`).
+        The source (read through :func:`fraud_dask.data.read_transactions`).
     features : FeaturesConf, DictConfig or mapping
         The feature spec (its plan's horizon says how far back to read).
     start, end : str or Timestamp
@@ -221,30 +241,49 @@ def load_period(
     (dask.dataframe.DataFrame, pandas.Timestamp or None)
         The rows, and where the history starts (None: all of it).
     """
+    period = read_period(data_cfg, features, start, end, exact_recency=exact_recency)
+    return period.frame, period.cut
+
+
+def read_period(
+    data_cfg: Any,
+    features: Any,
+    start: Any,
+    end: Any = None,
+    *,
+    exact_recency: bool = True,
+) -> PeriodRead:
+    """:func:`load_period`, also returning the source reads (for their counts).
+
+    Each read quarantines repeated ``tx_id`` among its own rows unless ``data.dedupe`` is off.
+    """
     import dask.dataframe as dd
 
-    from fraud_dask.data import load_transactions
+    from fraud_dask.data import open_source, read_transactions
     from fraud_dask.features.plan import make_plan
 
     start = _utc(start)
     if start is None:
         raise ValueError("score: the scoring period needs a start (score.start)")
-    frame = load_transactions(data_cfg, end=end)
-    plan = make_plan(features, list(frame.columns))
+    source = open_source(data_cfg, end=end)
+    columns = list(source.frames(dedupe=False).kept.columns)  # lazy: only the columns are used
+    plan = make_plan(features, columns)
     horizon = plan.horizon()
     if horizon is None:
-        return frame, None
+        whole = source.frames()
+        return PeriodRead(whole.kept, None, (whole,))
     cut = start - pd.Timedelta(horizon, unit="ns")
-    recent = load_transactions(data_cfg, start=cut, end=end)
+    recent = read_transactions(data_cfg, start=cut, end=end)
     keys = [list(s.key) for s in plan.stages if any(op.kind == "recency" for op in s.ops)]
     if not (exact_recency and keys):
-        return recent, cut
+        return PeriodRead(recent.kept, cut, (recent,))
     try:
-        older = load_transactions(data_cfg, end=cut)
+        older_read = read_transactions(data_cfg, end=cut)
     except ValueError as exc:
         if "fall in" not in str(exc):  # the data layer's "no files of ... fall in [...)"
             raise
-        return recent, cut  # nothing before the history window: nothing to add
+        return PeriodRead(recent.kept, cut, (recent,))  # nothing before the history window
+    older = older_read.kept
     from fraud_dask.features.build import shuffle_method
     from fraud_dask.features.config import as_features_conf
 
@@ -254,7 +293,7 @@ def load_period(
         shuffled = older.shuffle(on=key[0] if len(key) == 1 else key, shuffle_method=method)
         lasts.append(shuffled.map_partitions(_last_rows, key, meta=older._meta))
     extra = dd.concat(lasts).drop_duplicates(subset=["tx_id"])
-    return dd.concat([extra, recent]), cut
+    return PeriodRead(dd.concat([extra, recent.kept]), cut, (recent, older_read))
 
 
 def score_period(
@@ -288,10 +327,27 @@ def score_period(
     (dask.dataframe.DataFrame, pandas.Timestamp or None)
         The scored rows of the period, and where the history read starts (None: all of it).
     """
+    scored, period = score_period_read(
+        data_cfg, bundle, start, end, top=top, threshold=threshold, exact_recency=exact_recency
+    )
+    return scored, period.cut
+
+
+def score_period_read(
+    data_cfg: Any,
+    bundle: Any,
+    start: Any,
+    end: Any = None,
+    *,
+    top: int = 3,
+    threshold: float = 0.5,
+    exact_recency: bool = True,
+) -> tuple[Any, PeriodRead]:
+    """:func:`score_period`, returning the :class:`PeriodRead` (reads and their counts)."""
     from fraud_dask.features.build import build_features
 
-    frame, cut = load_period(data_cfg, bundle.features, start, end, exact_recency=exact_recency)
-    feats = build_features(frame, bundle.features)
+    period_read = read_period(data_cfg, bundle.features, start, end, exact_recency=exact_recency)
+    feats = build_features(period_read.frame, bundle.features)
     lo = _utc(start)
     period = feats[feats["ts"] >= lo]
     if end is not None:
@@ -299,4 +355,4 @@ def score_period(
     scored = score_features(
         period, bundle.model, top=top, threshold=threshold, version=bundle.version
     )
-    return scored, cut
+    return scored, period_read

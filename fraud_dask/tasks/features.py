@@ -1,15 +1,16 @@
 """``task=features``: build the point-in-time features of a source and write them as Parquet.
 
-Loads the canonical frame through :func:`fraud_dask.data.load_transactions`, builds the features
-lazily (:func:`fraud_dask.features.build_features`) and writes them with
-:func:`fraud_dask.data.io.write_dataset` in one ``dask.compute``: one pass over the data.
+Reads the canonical frame through :func:`fraud_dask.data.read_transactions` (repeated ``tx_id``
+quarantined unless ``data.dedupe`` is off: one extra pass over ``tx_id``), builds the features
+lazily (:func:`fraud_dask.features.build_features`) and writes them together with the read's
+counts (rows in = kept + quarantined, by reason) in one ``dask.compute``: one pass over the data.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,10 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``rows`` (written, from the files' footers), ``features`` (names), ``n_features``,
-        ``skipped`` (optional specs whose columns are absent), ``output``, ``partitions``,
-        ``seconds`` and ``rows_per_s``.
+        ``rows`` (written, from the files' footers), ``rows_in``, ``rows_kept``,
+        ``rows_quarantined``, ``by_reason`` (every reason, zeros included) and ``dedupe`` (of the
+        source read), ``features`` (names), ``n_features``, ``skipped`` (optional specs whose
+        columns are absent), ``output``, ``partitions``, ``seconds`` and ``rows_per_s``.
 
     Raises
     ------
@@ -45,22 +47,25 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     """
     from omegaconf import OmegaConf
 
-    from fraud_dask.data import load_transactions
-    from fraud_dask.data.io import write_dataset
+    from fraud_dask.data import read_transactions
+    from fraud_dask.data.io import write_datasets
     from fraud_dask.features.build import build_features
     from fraud_dask.features.config import as_features_conf
     from fraud_dask.features.plan import make_plan
 
     started = time.perf_counter()
     conf = as_features_conf(cfg.features)
-    frame = load_transactions(cfg.data)
+    read = read_transactions(cfg.data)
+    frame = read.kept
     plan = make_plan(conf, list(frame.columns))
     for note in plan.skipped:
         log.warning("features: skipped optional spec %s", note)
     features = build_features(frame, conf)
     out = output_path(cfg)
     options = cfg.data.get("storage_options") if "data" in cfg else None
-    storage_options = OmegaConf.to_container(options, resolve=True) if options else None
+    storage_options = cast(
+        "dict[str, Any] | None", OmegaConf.to_container(options, resolve=True) if options else None
+    )
     log.info(
         "features: %d features over %d stages, %d partitions -> %s",
         len(plan.feature_names),
@@ -68,15 +73,21 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         features.npartitions,
         out,
     )
-    rows = write_dataset(features, out, partition_on=None, storage_options=storage_options)
+    # the counts share the write's compute: the source is read once
+    rows, *values = write_datasets(
+        [(features, out, None)], storage_options, extra=read.lazy_counts()
+    )
+    counts = read.counts(values)
+    log.info("features %s: %s", cfg.data.name, counts.describe())
     seconds = time.perf_counter() - started
     return {
-        "rows": int(rows),  # type: ignore[arg-type]
+        "rows": int(rows),
+        **counts.as_dict(),
         "features": plan.feature_names,
         "n_features": len(plan.feature_names),
         "skipped": plan.skipped,
         "output": out,
         "partitions": int(features.npartitions),
         "seconds": round(seconds, 3),
-        "rows_per_s": round(int(rows) / seconds, 1) if seconds > 0 else None,  # type: ignore[arg-type]
+        "rows_per_s": round(int(rows) / seconds, 1) if seconds > 0 else None,
     }

@@ -3,8 +3,8 @@
 Kept rows go to a Parquet dataset partitioned by day, quarantined rows (with ``reason``,
 ``detail``, ``source_file``, ``source_row``) to a second dataset; both are written atomically in
 one ``dask.compute`` (the source is read once, plus one pass for duplicate ``tx_id`` detection
-when ``task.dedupe`` is on). Every run checks rows in = rows kept + rows quarantined, from the
-written files' footers, and fails loudly if not.
+when ``task.dedupe``, by default ``data.dedupe``, is on). Every run checks rows in = rows kept +
+rows quarantined, from the written files' footers, and fails loudly if not.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from omegaconf import OmegaConf
 
 from fraud_dask.data.io import write_datasets
 from fraud_dask.data.load import open_source
-from fraud_dask.data.schema import REASONS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,8 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     ----------
     cfg : DictConfig
         The run config. Uses ``cfg.data`` (the source), ``cfg.run_dir``, and
-        ``cfg.task.dedupe`` (bool, default True), ``cfg.task.output`` (str or null).
+        ``cfg.task.dedupe`` (bool; null or absent: ``data.dedupe``, default True),
+        ``cfg.task.output`` (str or null).
     client : distributed.Client
         The cluster session (the computation runs on its workers).
 
@@ -54,7 +54,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
     run_dir = str(OmegaConf.select(cfg, "run_dir", default="."))
-    dedupe = bool(OmegaConf.select(cfg, "task.dedupe", default=True))
+    dedupe = OmegaConf.select(cfg, "task.dedupe", default=None)
     output = OmegaConf.select(cfg, "task.output", default=None) or f"{run_dir}/transactions"
     source = open_source(cfg.data)
     conf = source.conf
@@ -67,20 +67,22 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
             f"outputs ({output}, {quarantine}) are on another store than data.path "
             f"({conf.path}), whose storage_options would not apply to them"
         )
-    frames = source.frames(dedupe=dedupe)
-    n_kept, n_quarantined, rows_in, by_reason = write_datasets(
+    frames = source.frames(dedupe=None if dedupe is None else bool(dedupe))
+    n_kept, n_quarantined, *values = write_datasets(
         [(frames.kept, output, ("day",)), (frames.quarantine, quarantine, None)],
         storage_options=options,
-        extra=[frames.rows_in, frames.by_reason],
+        extra=frames.lazy_counts(),
     )
-    rows_in = int(rows_in)
-    counts = {reason: int(by_reason.get(reason, 0)) for reason in REASONS}
+    read = frames.counts(values)
+    rows_in, counts = read.rows_in, read.by_reason
     if rows_in == 0:
         raise ValueError(f"empty dataset: no rows of {conf.path} in the selected range")
     footer_rows = source.rows_in_files()
+    # the written files' footers, counted apart from the read's own counts
     checks = {
         "rows in = kept + quarantined": rows_in == n_kept + n_quarantined,
-        "quarantined = sum by reason": n_quarantined == sum(counts.values()),
+        "kept = rows counted on the kept frame": n_kept == read.rows_kept,
+        "quarantined = sum by reason": n_quarantined == read.rows_quarantined,
     }
     if footer_rows is not None and source.start is None and source.end is None:
         checks["rows in = rows in the source files"] = rows_in == footer_rows
@@ -107,7 +109,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         "rows_kept": int(n_kept),
         "rows_quarantined": int(n_quarantined),
         "by_reason": counts,
-        "dedupe": dedupe,
+        "dedupe": frames.dedupe,
         "output": output,
         "quarantine": quarantine,
         "files_in": len(source.files),

@@ -1,6 +1,7 @@
 """``task=score``: batch-score a period with a registered model; Parquet out, by day.
 
-Reads ``cfg.data`` through the data layer (validation, quarantine, PAN hashing), loads
+Reads ``cfg.data`` through the data layer (validation, quarantine of bad and repeated ``tx_id``
+rows, PAN hashing; the run reports rows in = kept + quarantined by reason), loads
 ``registry.version`` of ``registry.name`` (default: the champion), rebuilds the bundle's features
 for the period ``[score.start, score.end)`` with the history they need, and writes ``tx_id``,
 ``ts``, ``card_id``, ``client_id``, ``amount`` (and the label when the source has it), ``score``,
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -36,7 +37,8 @@ def period(cfg: Any) -> tuple[pd.Timestamp, pd.Timestamp | None]:
 
     start, end = _utc(cfg.score.get("start")), _utc(cfg.score.get("end"))
     if start is None:
-        last = load_transactions(cfg.data, columns=["ts"])["ts"].max().compute()
+        # only the last timestamp is wanted: the duplicate pass would change nothing but cost
+        last = load_transactions(cfg.data, columns=["ts"], dedupe=False)["ts"].max().compute()
         start = pd.Timestamp(last).floor("D")
         log.info("score.start not set: scoring the data's last day, %s", start.date())
     if end is not None and end <= start:
@@ -59,19 +61,22 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     -------
     dict
         ``rows`` (written), ``alerts``, ``model`` (name and version), ``start``, ``end``,
-        ``history_from``, ``output``, ``seconds``, ``rows_per_s``.
+        ``history_from``, ``output``, ``seconds``, ``rows_per_s``, and what the source reads
+        (the period, its history and any older rows the recency features need) did:
+        ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
     """
     from omegaconf import OmegaConf
 
+    from fraud_dask.data import total_counts
     from fraud_dask.data.io import write_datasets
     from fraud_dask.registry import Registry
-    from fraud_dask.score.batch import score_period
+    from fraud_dask.score.batch import score_period_read
 
     started = time.perf_counter()
     reg = Registry.from_conf(cfg.registry)
     bundle = reg.load(str(cfg.registry.name), str(cfg.registry.version))
     start, end = period(cfg)
-    scored, cut = score_period(
+    scored, period_read = score_period_read(
         cfg.data,
         bundle,
         start,
@@ -82,12 +87,19 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     )
     out = output_path(cfg)
     options = cfg.data.get("storage_options")
-    storage_options = OmegaConf.to_container(options, resolve=True) if options else None
-    log.info("score: %s v%d, %s..%s -> %s", bundle.name, bundle.version, start, end, out)
-    # the write and the alert count share one compute: one pass over the data
-    written, alerts = write_datasets(
-        [(scored, out, ("day",))], storage_options, extra=[scored["alert"].sum()]
+    storage_options = cast(
+        "dict[str, Any] | None", OmegaConf.to_container(options, resolve=True) if options else None
     )
+    log.info("score: %s v%d, %s..%s -> %s", bundle.name, bundle.version, start, end, out)
+    # the write, the alert count and the reads' counts share one compute: one pass over the data
+    written, alerts, *values = write_datasets(
+        [(scored, out, ("day",))],
+        storage_options,
+        extra=[scored["alert"].sum(), *period_read.lazy_counts()],
+    )
+    counts = total_counts(period_read.reads, values)
+    log.info("score %s: %s", cfg.data.name, counts.describe())
+    cut = period_read.cut
     seconds = time.perf_counter() - started
     return {
         "rows": int(written),
@@ -98,6 +110,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         "end": end.isoformat() if end is not None else None,
         "history_from": cut.isoformat() if cut is not None else None,
         "output": out,
+        **counts.as_dict(),
         "seconds": round(seconds, 3),
         "rows_per_s": round(int(written) / seconds, 1) if seconds > 0 else None,
     }
