@@ -56,8 +56,9 @@ class TaskConf:
     max_fpr: float = 0.01
     # registry: list | show | promote (a closed set: another value fails at compose time)
     action: RegistryAction = RegistryAction.list
-    # ingest: check duplicate tx_id across the whole source (one extra pass and a shuffle)
-    dedupe: bool = True
+    # ingest: check duplicate tx_id across the whole source (one extra pass and a shuffle);
+    # null: as data.dedupe (default true)
+    dedupe: bool | None = None
     # ingest / features / score: where the task writes its dataset (null: under the run directory)
     output: str | None = None
 

@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from fraud_dask.tasks.train import feature_frame, folds_of, models_dir, task_option
+from fraud_dask.tasks.train import folds_of, models_dir, read_feature_frame, task_option
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,14 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     -------
     dict
         ``test`` (means, stds and per-fold values of ROC AUC, AP, CP@k, recall at FPR),
-        ``baseline`` likewise, ``details`` and ``report`` (the HTML path).
+        ``baseline`` likewise, ``details`` and ``report`` (the HTML path); when the source was
+        read, ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
     """
-    frame = feature_frame(cfg, client)
+    frame, read = read_feature_frame(cfg, client)
     folds = folds_of(cfg, frame, str(task_option(cfg, "folds", "test")))
     models = load_models(models_dir(cfg), folds)
     metrics, full = evaluate_folds(cfg, frame, models, folds)
     metrics["report"] = report(cfg, metrics, full, models, folds, [f"data: {cfg.data.name}"])
+    if read is not None:
+        metrics |= read.as_dict()
     return metrics

@@ -40,10 +40,11 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     -------
     dict
         The evaluation metrics (see :func:`fraud_dask.tasks.evaluate.run`) plus ``training``,
-        ``search``, ``chosen_params``, ``device``, ``stages`` (seconds) and ``report``.
+        ``search``, ``chosen_params``, ``device``, ``stages`` (seconds) and ``report``; the
+        source read's ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
     """
     from fraud_dask.tasks.evaluate import evaluate_folds, report
-    from fraud_dask.tasks.train import feature_frame, folds_of, task_option, train_folds
+    from fraud_dask.tasks.train import folds_of, read_feature_frame, task_option, train_folds
 
     stages: dict[str, float] = {}
     out: dict[str, Any] = {}
@@ -56,7 +57,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         stages["generate"] = time.perf_counter() - started
     log.info("pipeline 2/4: features (%s)", cfg.features.name)
     t = time.perf_counter()
-    frame = feature_frame(cfg, client)
+    frame, read = read_feature_frame(cfg, client)
     stages["features"] = time.perf_counter() - t
     log.info("pipeline 3/4: training (%s)", cfg.model.kind)
     t = time.perf_counter()
@@ -80,6 +81,8 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         stages["register"] = time.perf_counter() - t
     stages["total"] = time.perf_counter() - started
     out |= metrics | trained
+    if read is not None:  # what the source read did: rows in = kept + quarantined, by reason
+        out |= read.as_dict()
     out["stages"] = {k: round(v, 2) for k, v in stages.items()}
     log.info("pipeline done in %.1f s; report: %s", stages["total"], metrics["report"])
     return out

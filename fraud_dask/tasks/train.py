@@ -35,28 +35,48 @@ def models_dir(cfg: Any) -> str:
 def feature_frame(cfg: Any, client: Any) -> Any:
     """The persisted feature frame of ``cfg.data`` and ``cfg.features``.
 
-    Reads ``task.features_path`` (a dataset written by ``task=features``) when set, else loads
-    the source and builds the features lazily; persisted once, since every fold reads it.
+    :func:`read_feature_frame` without the read's counts.
     """
+    return read_feature_frame(cfg, client)[0]
+
+
+def read_feature_frame(cfg: Any, client: Any) -> tuple[Any, Any]:
+    """The persisted feature frame of ``cfg.data`` and ``cfg.features``, and what was read.
+
+    Reads ``task.features_path`` (a dataset written by ``task=features``) when set, else reads
+    the source (:func:`fraud_dask.data.read_transactions`: repeated ``tx_id`` quarantined
+    unless ``data.dedupe`` is off) and builds the features lazily. The frame and the read's
+    counts are persisted together (one pass over the source), since every fold reads it.
+
+    Returns
+    -------
+    (dask.dataframe.DataFrame, fraud_dask.data.RowCounts or None)
+        The frame, and the checked counts of the source read (rows in = kept + quarantined, by
+        reason; ``.as_dict()`` for a task's result); None when read from ``task.features_path``.
+    """
+    from distributed import wait
+
     path = task_option(cfg, "features_path", None)
+    started = time.perf_counter()
+    counts = None
     if path:
         from fraud_dask.data.io import read_dataset
 
-        frame = read_dataset(str(path))
+        frame = client.persist(read_dataset(str(path)))
     else:
-        from fraud_dask.data import load_transactions
+        from fraud_dask.data import read_transactions
         from fraud_dask.features.build import build_features
 
-        frame = build_features(load_transactions(cfg.data), cfg.features)
-    started = time.perf_counter()
-    frame = client.persist(frame)
-    from distributed import wait
-
+        read = read_transactions(cfg.data)
+        lazy = [build_features(read.kept, cfg.features), *read.lazy_counts()]
+        frame, *persisted = client.persist(lazy)
+        counts = read.counts(client.compute(persisted, sync=True))
+        log.info("features of %s: %s", cfg.data.name, counts.describe())
     wait(frame)
     log.info(
         "features ready in %.1f s (%d partitions)", time.perf_counter() - started, frame.npartitions
     )
-    return frame
+    return frame, counts
 
 
 def folds_of(cfg: Any, frame: Any, which: str) -> list[Any]:
@@ -232,9 +252,12 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     -------
     dict
         ``device``, ``folds``, ``chosen_params``, ``search`` (validation table), ``training``
-        (rows, frauds, best iteration and seconds per fold) and ``model_dir``.
+        (rows, frauds, best iteration and seconds per fold) and ``model_dir``; when the source
+        was read, ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
     """
-    frame = feature_frame(cfg, client)
+    frame, read = read_feature_frame(cfg, client)
     out = train_folds(cfg, client, frame)
     out.pop("_models")
+    if read is not None:
+        out |= read.as_dict()
     return out
