@@ -47,6 +47,10 @@ class CompareConf:
         False-positive rate of ``recall_at_fpr`` and of the value-caught threshold.
     seed : int
         Seed of the bootstrap draws.
+    allow_incompatible : bool
+        Compare even when the two versions come from different sources (``data.name``) or
+        take different inputs (feature names), or when the replay source is not theirs; by
+        default such a pair is refused (see :func:`incompatibilities`).
     """
 
     champion: str = "champion"
@@ -59,6 +63,53 @@ class CompareConf:
     k: int = 100
     max_fpr: float = 0.01
     seed: int = 0
+    allow_incompatible: bool = False
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" (+{len(names) - most} more)" if len(names) > most else "")
+
+
+def incompatibilities(champion: Any, challenger: Any, replay: str | None = None) -> list[str]:
+    """What makes two registry versions unfit for a like-for-like comparison (empty: nothing).
+
+    Parameters
+    ----------
+    champion, challenger : fraud_dask.registry.ModelBundle
+        The loaded versions; their ``source`` (recorded, or from their config for older
+        bundles) and their model inputs (``manifest['model']['columns']``) are compared.
+    replay : str, optional
+        ``data.name`` of the source the comparison replays; it must be the models' source.
+
+    Returns
+    -------
+    list of str
+        One phrase per difference, naming the versions: a different source, inputs only one
+        model takes, a replay source that is not the models'. An unrecorded source is not a
+        difference.
+    """
+    a, b = champion.version, challenger.version
+    out = []
+    src_a = (champion.source or {}).get("name")
+    src_b = (challenger.source or {}).get("name")
+    if src_a and src_b and src_a != src_b:
+        out.append(f"source {src_a!r} (v{a}) vs {src_b!r} (v{b})")
+    cols_a = list(champion.manifest.get("model", {}).get("columns") or [])
+    cols_b = list(challenger.manifest.get("model", {}).get("columns") or [])
+    only_a = [c for c in cols_a if c not in set(cols_b)]
+    only_b = [c for c in cols_b if c not in set(cols_a)]
+    if only_a or only_b:
+        sides = []
+        if only_a:
+            sides.append(f"only v{a} takes {_listed(only_a)}")
+        if only_b:
+            sides.append(f"only v{b} takes {_listed(only_b)}")
+        out.append(f"feature names differ ({'; '.join(sides)})")
+    models = {s for s in (src_a, src_b) if s}
+    if replay and models and replay not in models:
+        out.append(f"the replay source data.name={replay!r} is not the models' {sorted(models)}")
+    return out
 
 
 def _metrics(frame: Any, score_col: str, k: int, max_fpr: float) -> dict[str, float | None]:

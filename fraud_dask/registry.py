@@ -7,9 +7,16 @@ Layout under ``registry.path`` (local folder, ``s3://...``, ...)::
         features.json            the feature spec the model was trained on
         config.json              the resolved run config
         metrics.json             evaluation metrics
-        manifest.json            written last: version, created, fingerprint, library versions,
-                                 git revision, and the size and sha256 of every other file
+        manifest.json            written last: version, created, source (data.name and the
+                                 redacted data.path), training (fold, start, end, rows, frauds),
+                                 fingerprint, library versions, git revision, headline test
+                                 metrics, and the size and sha256 of every other file
     <name>/aliases/<alias>.json  e.g. champion.json: {"version": 3, "history": [...]}
+
+A model belongs to its source: by default it is registered as ``fraud-<data.name>``
+(``registry.name``), so ``task=score data=handbook`` reads ``fraud-handbook``. Bundles written
+before ``source`` and ``training`` were recorded still load and list: their source comes from
+``config.json`` and their period is unknown.
 
 Writing is atomic: a bundle is written into a hidden staging folder (``.staging-<uuid>``), its
 manifest last, then published. On a local filesystem publishing is one ``rename`` of the folder
@@ -24,6 +31,7 @@ This module is the only one that writes model bundles.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import json
@@ -40,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+
+from fraud_dask.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +68,8 @@ class RegistryConf:
     path : str
         Registry root, a local folder or any fsspec URL (not under the run directory).
     name : str
-        Model name: versions of one model live under ``<path>/<name>/``.
+        Model name: versions of one model live under ``<path>/<name>/``. Default
+        ``fraud-${data.name}``: each data source has its own model (and champion).
     version : str
         Which version scoring uses: an alias (``champion``), ``latest`` or a number.
     alias : str
@@ -72,7 +83,7 @@ class RegistryConf:
     """
 
     path: str = "${paths.data_home}/registry"
-    name: str = "fraud"
+    name: str = "fraud-${data.name}"
     version: str = "champion"
     alias: str = "champion"
     register: bool = True
@@ -92,6 +103,69 @@ class ModelBundle:
     config: dict[str, Any]
     metrics: dict[str, Any]
     manifest: dict[str, Any]
+
+    @property
+    def source(self) -> dict[str, Any] | None:
+        """The source the model was trained on (``name``, redacted ``path``), if known."""
+        return bundle_source(self.manifest, self.config)
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The training period: ``fold``, ``start``, ``end`` (inclusive days), ``rows``,
+        ``frauds``; empty for bundles registered before it was recorded."""
+        return dict(self.manifest.get("training") or {})
+
+
+class RegistryLookupError(UserError, KeyError):
+    """No such model, version or alias; the message names what was asked and what exists."""
+
+
+_SECRET_QUERY = ("key", "secret", "password", "passwd", "token", "sig", "credential", "auth")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials: user info becomes ``***`` and secret query values ``***``.
+
+    ``s3://AKIA:pw@bucket/tx?X-Amz-Signature=abc`` -> ``s3://***@bucket/tx?X-Amz-Signature=***``;
+    plain paths come back unchanged.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(str(url))
+    if not parts.scheme or not parts.netloc:
+        return str(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = [
+            (k, "***" if any(s in k.lower() for s in _SECRET_QUERY) and v else v)
+            for k, v in parse_qsl(query, keep_blank_values=True)
+        ]
+        query = urlencode(pairs, safe="*/:")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def source_record(data: Any) -> dict[str, Any] | None:
+    """``{"name", "path"}`` of a ``data`` config node (path redacted), or None without a name."""
+    data = _plain(data)
+    if not isinstance(data, Mapping) or not data.get("name"):
+        return None
+    path = data.get("path")
+    return {"name": str(data["name"]), "path": redact_url(str(path)) if path else None}
+
+
+def bundle_source(
+    manifest: Mapping[str, Any], config: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """A bundle's source: the manifest's record, else (older bundles) its config's ``data``."""
+    recorded = manifest.get("source")
+    if isinstance(recorded, Mapping) and recorded.get("name"):
+        return dict(recorded)
+    if isinstance(config, Mapping):
+        return source_record(config.get("data"))
+    return None
 
 
 def _check_name(kind: str, value: str) -> str:
@@ -293,32 +367,44 @@ class Registry:
 
         Raises
         ------
-        KeyError
-            No such model, version or alias (the message lists what exists).
+        RegistryLookupError
+            A KeyError: no such model, version or alias (the message lists what exists).
         """
         versions = self.versions(name)
         if not versions:
-            raise KeyError(f"registry {self.url}: no model named {name!r} (have {self.names()})")
+            raise RegistryLookupError(
+                f"registry {self.url}: no model named {name!r} (have {self.names()})"
+            )
         text = str(ref).strip()
+
+        def have(aliases: dict[str, int]) -> str:
+            named = ", ".join(f"{a}={v}" for a, v in aliases.items()) or "none"
+            return f"versions: {versions}; aliases: {named}"
+
         if text.lstrip("v").isdigit():
             number = int(text.lstrip("v"))
             if number not in versions:
-                raise KeyError(
-                    f"registry {self.url}: {name!r} has no version {number}; versions: {versions}"
+                raise RegistryLookupError(
+                    f"registry {self.url}: model {name!r} has no version {number}; "
+                    f"{have(self.aliases(name))}"
                 )
             return number
         if text == "latest":
             return versions[-1]
         aliases = self.aliases(name)
         if text not in aliases:
-            raise KeyError(
-                f"registry {self.url}: {name!r} has no alias {text!r}; aliases: {aliases}, "
-                f"versions: {versions} (use a number, 'latest' or an alias)"
+            raise RegistryLookupError(
+                f"registry {self.url}: model {name!r} has no alias {text!r}; {have(aliases)} "
+                "(use a number, 'latest' or an alias)"
             )
         return aliases[text]
 
     def show(self, name: str, ref: str | int = "champion") -> dict[str, Any]:
-        """The manifest of one version, plus its aliases, folder and metrics."""
+        """The manifest of one version, plus its aliases, folder, metrics, source and period.
+
+        ``source`` is None and ``training`` empty when the bundle predates them and its config
+        names no source.
+        """
         version = self.resolve(name, ref)
         folder = f"{self._dir(name)}/{version}"
         manifest = self._read_json(f"{folder}/{MANIFEST}")
@@ -328,19 +414,32 @@ class Registry:
             "path": self.fs.unstrip_protocol(folder),
             "aliases": aliases,
             "metrics": metrics,
+            "source": self._source(folder, manifest),
+            "training": dict(manifest.get("training") or {}),
         }
 
-    def list(self, name: str | None = None) -> list[dict[str, Any]]:
-        """One summary row per version (of ``name``, or of every model).
+    def _source(self, folder: str, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The recorded source; for older bundles, the ``data`` node of their config.json."""
+        found = bundle_source(manifest)
+        if found is None and self.fs.exists(f"{folder}/config.json"):
+            found = bundle_source(manifest, self._read_json(f"{folder}/config.json"))
+        return found
 
-        Each row: ``name``, ``version``, ``created``, ``aliases``, ``git_commit``, ``rows``
-        (training rows), ``kind`` and the headline test metrics when registered.
+    def list(self, name: str | None = None) -> list[dict[str, Any]]:
+        """One summary row per version (of ``name``, or of every model), models not loaded.
+
+        Each row: ``name``, ``version``, ``created``, ``aliases``, ``kind``, ``git_commit``,
+        ``source`` (``name``, ``path``; None when unknown), ``training`` (``fold``, ``start``,
+        ``end``, ``rows``, ``frauds``; empty for older bundles), ``rows`` (training rows) and
+        ``headline`` (the test metrics registered with it).
         """
         rows = []
         for model in [name] if name else self.names():
             aliases = self.aliases(model)
             for version in self.versions(model):
-                m = self._read_json(f"{self._dir(model)}/{version}/{MANIFEST}")
+                folder = f"{self._dir(model)}/{version}"
+                m = self._read_json(f"{folder}/{MANIFEST}")
+                training = dict(m.get("training") or {})
                 rows.append(
                     {
                         "name": model,
@@ -349,7 +448,9 @@ class Registry:
                         "aliases": [a for a, v in aliases.items() if v == version],
                         "kind": m.get("model", {}).get("kind"),
                         "git_commit": (m.get("git") or {}).get("commit"),
-                        "rows": (m.get("fingerprint") or {}).get("rows"),
+                        "source": self._source(folder, m),
+                        "training": training,
+                        "rows": training.get("rows", (m.get("fingerprint") or {}).get("rows")),
                         "headline": m.get("headline", {}),
                     }
                 )
@@ -430,6 +531,8 @@ class Registry:
         config: Any,
         metrics: Mapping[str, Any] | None = None,
         fingerprint: Mapping[str, Any] | None = None,
+        source: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
         promote: bool = False,
         alias: str = "champion",
@@ -450,6 +553,12 @@ class Registry:
             Evaluation metrics (JSON-serialisable).
         fingerprint : mapping, optional
             Training-data fingerprint, e.g. from :func:`data_fingerprint`.
+        source : mapping, optional
+            The data source (a ``data`` config node or ``{"name", "path"}``); the path is
+            stored redacted of credentials. Default: the ``data`` node of ``config``.
+        training : mapping, optional
+            The training period: ``fold``, ``start``, ``end`` (inclusive ISO days), ``rows``,
+            ``frauds``.
         extra_files : mapping of str to bytes, optional
             More files of the bundle (a report, monitoring references), by relative name.
         promote : bool
@@ -463,12 +572,18 @@ class Registry:
             The new version number.
         """
         _check_name("alias", alias)
+        plain_config = _plain(config)
+        recorded_source = source_record(
+            source
+            if source is not None
+            else (plain_config.get("data") if isinstance(plain_config, Mapping) else None)
+        )
         base = self._dir(name)
         self.fs.makedirs(base, exist_ok=True)
         staging = f"{base}/.staging-{uuid.uuid4().hex}"
         files: dict[str, bytes] = {
             "features.json": _json_bytes(features),
-            "config.json": _json_bytes(config),
+            "config.json": _json_bytes(plain_config),
             "metrics.json": _json_bytes(dict(metrics or {})),
         }
         for rel, data in (extra_files or {}).items():
@@ -488,6 +603,8 @@ class Registry:
                 "name": name,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "model": {k: v for k, v in model.describe().items() if k != "info"},
+                "source": recorded_source,
+                "training": dict(training or {}),
                 "fingerprint": dict(fingerprint or {}),
                 "libraries": library_versions(),
                 "git": git_revision(),
@@ -542,7 +659,7 @@ class Registry:
             return version
         raise RuntimeError(f"registry {self.url}: could not claim a version number for {base}")
 
-    def _all_numbers(self, base: str) -> list[int]:
+    def _all_numbers(self, base: str) -> builtins.list[int]:
         """Every numbered folder, published or not (a half-copied remote version included)."""
         self.fs.invalidate_cache()
         entries = self.fs.ls(base, detail=False) if self.fs.exists(base) else []
@@ -581,10 +698,10 @@ class Registry:
         log.info("registry %s: %s/%s -> version %d", self.url, name, alias, version)
         return record
 
-    def clean_staging(self, name: str, older_than_s: float = 3600.0) -> list[str]:
+    def clean_staging(self, name: str, older_than_s: float = 3600.0) -> builtins.list[str]:
         """Remove staging folders left by killed registrations (older than ``older_than_s``)."""
         base = self._dir(name)
-        removed = []
+        removed: builtins.list[str] = []
         if not self.fs.exists(base):
             return removed
         now = time.time()
@@ -602,6 +719,7 @@ class Registry:
 
 def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Scalar test metrics worth showing in a listing (from ``metrics['test']`` or the top)."""
-    source = metrics.get("test") if isinstance(metrics.get("test"), Mapping) else metrics
+    test = metrics.get("test")
+    source: Mapping[str, Any] = test if isinstance(test, Mapping) else metrics
     keys = ("roc_auc", "average_precision", "card_precision_at_100", "recall_at_fpr")
     return {k: source[k] for k in keys if isinstance(source.get(k), int | float)}

@@ -127,3 +127,121 @@ def test_compare_task_writes_report_and_metrics(world, client, tmp_path):
     cfg.compare.challenger = "champion"
     with pytest.raises(ValueError, match="both version 1"):
         task.run(cfg, client)
+
+
+# -- champion and challenger must come from the same source, with the same inputs ------------
+
+SMALL_FEATURES = {
+    "name": "small",
+    "windows": [{"entity": ["card_id"], "windows": ["1d", "7d"], "aggs": ["count", "mean"]}],
+}
+
+
+def _bundle(version, columns, source=None, config=None):
+    from fraud_dask.registry import ModelBundle
+
+    manifest = {"model": {"columns": columns}}
+    if source is not None:
+        manifest["source"] = {"name": source, "path": f"/data/{source}"}
+    return ModelBundle("m", version, "", None, {}, config or {}, {}, manifest)
+
+
+def test_incompatibilities_name_the_versions_and_what_differs():
+    from fraud_dask.compare import incompatibilities
+
+    a = _bundle(1, ["x", "y", "client_id"], "synthetic")
+    assert incompatibilities(a, _bundle(2, ["client_id", "y", "x"], "synthetic")) == []
+    assert incompatibilities(a, _bundle(2, ["x", "y", "client_id"], "handbook")) == [
+        "source 'synthetic' (v1) vs 'handbook' (v2)"
+    ]
+    assert incompatibilities(a, _bundle(3, ["x", "z", "client_id"], "synthetic")) == [
+        "feature names differ (only v1 takes y; only v3 takes z)"
+    ]
+    assert incompatibilities(a, _bundle(2, ["x", "y", "client_id"], "synthetic"), "handbook") == [
+        "the replay source data.name='handbook' is not the models' ['synthetic']"
+    ]
+    # an older bundle: the source comes from its config, or is unknown (then not a difference)
+    old = _bundle(2, ["x", "y", "client_id"], config={"data": {"name": "handbook"}})
+    assert incompatibilities(a, old) == ["source 'synthetic' (v1) vs 'handbook' (v2)"]
+    assert incompatibilities(a, _bundle(2, ["x", "y", "client_id"])) == []
+
+
+@pytest.fixture(scope="module")
+def mixed_registry(world, client, tmp_path_factory):
+    """v1: the world's champion, from synthetic; v2: fewer inputs, recorded as from handbook."""
+    from scoring_world import MODEL, SCORE_START
+
+    from fraud_dask.data import load_transactions
+    from fraud_dask.features.build import build_features
+    from fraud_dask.registry import Registry
+    from fraud_dask.train import train
+
+    path = str(tmp_path_factory.mktemp("mixed") / "registry")
+    reg = Registry(path)
+    champion = Registry(world.registry).load("fraud", 1)
+    reg.register("fraud", champion.model, features=champion.features, config=champion.config)
+    feats = build_features(load_transactions(world.data), SMALL_FEATURES)
+    rows = feats[feats["ts"] < SCORE_START - pd.Timedelta(days=7)]
+    small = train(client, rows, None, MODEL, "cpu", seed=3)
+    reg.register(
+        "fraud",
+        small,
+        features=SMALL_FEATURES,
+        config=champion.config,
+        source={"name": "handbook", "path": "/elsewhere"},
+    )
+    return path, champion.model.columns, small.columns
+
+
+def test_compare_refuses_incompatible_versions_unless_told(world, mixed_registry, client, tmp_path):
+    from fraud_dask.registry import Registry
+    from fraud_dask.score.batch import score_period
+    from fraud_dask.tasks import compare as task
+
+    path, champion_inputs, challenger_inputs = mixed_registry
+    only_champion = [c for c in champion_inputs if c not in challenger_inputs]
+    assert only_champion and not set(challenger_inputs) - set(champion_inputs)
+    start = pd.Timestamp("2025-01-18", tz="UTC")
+    cfg = OmegaConf.create(
+        {
+            "data": world.data,
+            "run_dir": str(tmp_path),
+            "registry": {"path": path, "name": "fraud", "storage_options": {}},
+            "compare": {
+                "champion": "champion",
+                "challenger": "latest",
+                "start": start.isoformat(),
+                "end": None,
+                "n_boot": 10,
+                "ci": 0.9,
+                "k": 20,
+                "max_fpr": 0.01,
+                "seed": 0,
+                "known_compromised": "none",
+            },
+        }
+    )
+    with pytest.raises(ValueError) as info:
+        task.run(cfg, client)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "compare: champion v1 and challenger v2 of 'fraud' are not comparable: "
+        "source 'synthetic' (v1) vs 'handbook' (v2); feature names differ (only v1 takes "
+        f"{only_champion[0]}, "
+    )
+    assert message.endswith("set compare.allow_incompatible=true to compare them anyway")
+    assert not (tmp_path / "report.html").exists()
+
+    cfg.compare.allow_incompatible = True
+    out = task.run(cfg, client)
+    assert (out["champion_version"], out["challenger_version"]) == (1, 2)
+    assert [d.split(" ")[0] for d in out["incompatibilities"]] == ["source", "feature"]
+    # each model scored with its own feature spec: scikit-learn's AP of its batch scores
+    reg = Registry(path)
+    for role, version in (("champion", 1), ("challenger", 2)):
+        scored = score_period(world.data, reg.load("fraud", version), start, top=0)[0].compute()
+        assert out[role]["average_precision"] == pytest.approx(
+            average_precision_score(scored["is_fraud"], scored["score"]), abs=1e-12
+        )
+    assert out["rows"] == len(scored) and out["frauds"] == int(scored["is_fraud"].sum()) > 0

@@ -307,3 +307,266 @@ def test_registry_task_list_show_promote(tmp_path):
     cfg.task.action = "delete"
     with pytest.raises(ValueError, match="task.action is 'delete', expected one of"):
         task.run(cfg, None)
+
+
+# -- a model belongs to its source ----------------------------------------------------------
+
+
+def test_registry_name_follows_the_data_source():
+    from fraud_dask.config import compose
+
+    assert compose([]).registry.name == "fraud-synthetic"  # data=synthetic is the default
+    assert compose(["data=synthetic"]).registry.name == "fraud-synthetic"
+    assert compose(["data=handbook"]).registry.name == "fraud-handbook"
+    assert compose(["experiment=handbook_plus"]).registry.name == "fraud-handbook"
+    # every task reads the same name: scoring the handbook uses the handbook's model
+    for task in ("score", "serve", "compare", "registry"):
+        assert compose([f"task={task}", "data=handbook"]).registry.name == "fraud-handbook"
+    # a name the user sets wins
+    assert compose(["data=handbook", "registry.name=team-a"]).registry.name == "team-a"
+
+
+def test_bundle_records_source_and_training_period(tmp_path):
+    reg = Registry(str(tmp_path / "reg"))
+    training = {
+        "fold": "test-0",
+        "start": "2025-01-01",
+        "end": "2025-01-21",
+        "rows": 400,
+        "frauds": 12,
+    }
+    version, _, _ = register(
+        reg,
+        source={"name": "acme", "path": "s3://AKIAXYZ:hunter2@bucket/tx?X-Amz-Signature=abc1"},
+        training=training,
+    )
+    shown = reg.show("fraud", version)
+    assert shown["source"] == {"name": "acme", "path": "s3://***@bucket/tx?X-Amz-Signature=***"}
+    assert shown["training"] == training
+    manifest = json.loads((tmp_path / "reg/fraud/1/manifest.json").read_text())
+    assert manifest["source"] == shown["source"] and manifest["training"] == training
+    for path in (tmp_path / "reg/fraud/1").rglob("*"):  # no credential anywhere in the bundle
+        if path.is_file():
+            assert b"hunter2" not in path.read_bytes() and b"abc1" not in path.read_bytes()
+    [row] = reg.list("fraud")
+    assert row["source"]["name"] == "acme" and row["training"] == training and row["rows"] == 400
+    bundle = reg.load("fraud")
+    assert bundle.source == shown["source"] and bundle.training == training
+
+    # without an explicit source, the config's data node is the source
+    model, _ = make_model(seed=1)
+    reg.register(
+        "fraud",
+        model,
+        features=FEATURES,
+        config=OmegaConf.create({"data": {"name": "synthetic", "path": "/data/tx", "seed": 1}}),
+    )
+    assert reg.show("fraud", 2)["source"] == {"name": "synthetic", "path": "/data/tx"}
+
+
+def _make_old(folder: Path) -> None:
+    """Rewrite a bundle's manifest as registries wrote it before source and period existed."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["source"], manifest["training"]
+    os.chmod(path, 0o644)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def test_older_bundles_without_source_still_load_and_list(tmp_path, capsys):
+    from fraud_dask.tasks import registry as task
+
+    reg = Registry(str(tmp_path / "reg"))
+    register(reg, seed=0)  # its config has no data node: the source is unknown
+    model, x = make_model(seed=1)
+    reg.register(
+        "fraud",
+        model,
+        features=FEATURES,
+        config={"data": {"name": "synthetic", "path": "/data/tx"}},
+        metrics={"test": {"average_precision": 0.25}},
+    )
+    for version in (1, 2):
+        _make_old(tmp_path / "reg/fraud" / str(version))
+
+    rows = reg.list("fraud")
+    assert [r["source"] for r in rows] == [None, {"name": "synthetic", "path": "/data/tx"}]
+    assert [r["training"] for r in rows] == [{}, {}]
+    assert [r["rows"] for r in rows] == [400, None]  # the fingerprint's rows when recorded
+    bundle = reg.load("fraud", 2)  # every file still verifies
+    assert bundle.source["name"] == "synthetic" and bundle.training == {}
+    np.testing.assert_array_equal(
+        bundle.model.predict_partition(x),
+        model.booster.predict(xgb.DMatrix(x), iteration_range=(0, 5)),
+    )
+
+    cfg = _task_cfg(tmp_path, "list")
+    task.run(cfg, None)
+    lines = _table(capsys.readouterr().out)
+    assert lines[1][2:] == ["-", "-", "400", "0.500", "champion"]
+    assert lines[2][2:] == ["synthetic", "-", "-", "0.250", "-"]
+
+
+def _task_cfg(tmp_path: Path, action: str, version: str = "champion", name: str = "fraud"):
+    return OmegaConf.create(
+        {
+            "task": {"name": "registry", "action": action},
+            "registry": {
+                "path": str(tmp_path / "reg"),
+                "name": name,
+                "version": version,
+                "alias": "champion",
+                "storage_options": {},
+            },
+        }
+    )
+
+
+def _table(out: str) -> list[list[str]]:
+    """The printed version table as cells (columns are separated by two or more spaces)."""
+    import re
+
+    lines = out.strip().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("version"))
+    return [re.split(r"\s{2,}", line.strip()) for line in lines[start:] if line.strip()]
+
+
+def test_registry_task_prints_a_table_and_a_summary(tmp_path, capsys):
+    from fraud_dask.tasks import registry as task
+
+    reg = Registry(str(tmp_path / "reg"))
+    source = {"name": "synthetic", "path": "/data/tx"}
+    register(
+        reg,
+        seed=0,
+        source=source,
+        training={"fold": "test-0", "start": "2025-01-01", "end": "2025-01-21", "rows": 1234},
+    )
+    register(
+        reg,
+        seed=7,
+        source=source,
+        training={
+            "fold": "test-0",
+            "start": "2025-02-01",
+            "end": "2025-02-21",
+            "rows": 56789,
+            "frauds": 321,
+        },
+    )
+    created = [reg.show("fraud", v)["created"] for v in (1, 2)]
+
+    out = task.run(_task_cfg(tmp_path, "list"), None)
+    assert [r["version"] for r in out["versions"]] == [1, 2]  # still the metrics.json dict
+    printed = capsys.readouterr().out
+    assert f"model fraud in {tmp_path / 'reg'}" in printed
+    table = _table(printed)
+    assert table[0] == ["version", "created", "source", "period", "rows", "AP", "aliases"]
+    minute = [c[:16].replace("T", " ") for c in created]  # UTC, to the minute
+    assert table[1] == [
+        "1",
+        minute[0],
+        "synthetic",
+        "2025-01-01..2025-01-21",
+        "1,234",
+        "0.500",
+        "champion",
+    ]
+    assert table[2] == [
+        "2",
+        minute[1],
+        "synthetic",
+        "2025-02-01..2025-02-21",
+        "56,789",
+        "0.570",
+        "-",
+    ]
+
+    shown = task.run(_task_cfg(tmp_path, "show", "2"), None)
+    assert shown["version"]["version"] == 2 and shown["version"]["training"]["frauds"] == 321
+    summary = capsys.readouterr().out
+    assert summary.startswith("fraud version 2 (aliases: none)")
+    assert "source     synthetic (/data/tx)" in summary
+    assert "trained    2025-02-01..2025-02-21 (fold test-0): 56,789 rows, 321 frauds" in summary
+    assert "average_precision 0.570" in summary
+    assert str(tmp_path / "reg" / "fraud" / "2") in summary
+
+    # a model name the registry lacks: say so, and list what it has
+    task.run(_task_cfg(tmp_path, "list", name="fraud-handbook"), None)
+    printed = capsys.readouterr().out
+    assert "has no model 'fraud-handbook'; its models: fraud" in printed
+    assert len(_table(printed)) == 3
+
+
+def test_registry_task_unknown_version_is_one_clear_line(tmp_path):
+    from fraud_dask.tasks import registry as task
+
+    reg = Registry(str(tmp_path / "reg"))
+    register(reg, seed=0)
+    register(reg, seed=1)
+    for action in ("show", "promote"):
+        with pytest.raises(KeyError) as info:
+            task.run(_task_cfg(tmp_path, action, "7"), None)
+        message = str(info.value)
+        assert message == (
+            f"registry {tmp_path / 'reg'}: model 'fraud' has no version 7; versions: [1, 2]; "
+            "aliases: champion=1"
+        )
+    with pytest.raises(KeyError, match="model 'fraud' has no alias 'best'; versions: \\[1, 2\\]"):
+        task.run(_task_cfg(tmp_path, "show", "best"), None)
+
+
+def test_pipeline_registers_source_and_newest_training_period(client, tmp_path):
+    import datetime as dt
+
+    import dask.dataframe as dd
+
+    from fraud_dask.config import compose
+    from fraud_dask.split import Fold
+    from fraud_dask.tasks.pipeline import register_newest
+
+    cfg = compose(
+        [
+            f"paths.data_home={tmp_path / 'home'}",
+            "data.path=s3://user:secret-pw@bucket/tx",
+        ],
+        run_dir=tmp_path / "run",
+    )
+    days = pd.date_range("2025-01-01", periods=60, freq="6h", tz="UTC")
+    frame = pd.DataFrame({"ts": days, "is_fraud": (np.arange(len(days)) % 10 == 0).astype("int8")})
+    folds = [
+        Fold(
+            "test-1",
+            dt.date(2025, 1, 1),
+            dt.date(2025, 1, 5),
+            dt.date(2025, 1, 8),
+            dt.date(2025, 1, 9),
+        ),
+        Fold(
+            "test-0",
+            dt.date(2025, 1, 3),
+            dt.date(2025, 1, 7),
+            dt.date(2025, 1, 10),
+            dt.date(2025, 1, 11),
+        ),
+    ]
+    model, _ = make_model()
+    models = {f.name: {"xgboost": model} for f in folds}
+    metrics = {"test": {"average_precision": 0.4321}}
+
+    out = register_newest(cfg, dd.from_pandas(frame, npartitions=3), models, folds, metrics)
+    assert out["name"] == "fraud-synthetic" and out["version"] == 1 and out["fold"] == "test-0"
+    in_period = frame[(frame["ts"] >= "2025-01-03") & (frame["ts"] < "2025-01-08")]
+    shown = Registry.from_conf(cfg.registry).show("fraud-synthetic", 1)
+    assert shown["source"] == {"name": "synthetic", "path": "s3://***@bucket/tx"}
+    assert shown["training"] == {
+        "fold": "test-0",
+        "start": "2025-01-03",
+        "end": "2025-01-07",
+        "rows": len(in_period),
+        "frauds": int(in_period["is_fraud"].sum()),
+    }
+    assert shown["headline"] == {"average_precision": 0.4321}
+    for path in (tmp_path / "home/registry/fraud-synthetic/1").rglob("*"):
+        if path.is_file():
+            assert b"secret-pw" not in path.read_bytes(), path

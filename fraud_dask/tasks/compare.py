@@ -6,6 +6,10 @@ score the same transactions of ``[compare.start, compare.end)`` with their own f
 ``dask.compute``; the rows are joined on ``tx_id`` and compared by :mod:`fraud_dask.compare`.
 Writes ``report.html`` into the run directory; the returned dict becomes ``metrics.json``.
 
+Two versions from different sources, or whose models take different inputs, are refused with
+one line naming both versions and what differs, unless ``compare.allow_incompatible=true``
+(the differences are then logged and returned as ``incompatibilities``).
+
 Example::
 
     python -m fraud_dask task=compare compare.challenger=7 compare.start=2025-03-01
@@ -34,13 +38,21 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     -------
     dict
         See :func:`fraud_dask.compare.compare_frames`, plus ``champion_version``,
-        ``challenger_version``, ``start``, ``end`` and ``report``.
+        ``challenger_version``, ``incompatibilities`` (what differs, when allowed), ``start``,
+        ``end`` and ``report``.
+
+    Raises
+    ------
+    ValueError
+        The two versions are the same; or (a :class:`fraud_dask.errors.UserError`) they are
+        not comparable and ``compare.allow_incompatible`` is false.
     """
     import dask
     import pandas as pd
 
-    from fraud_dask.compare import compare_frames, render_html
+    from fraud_dask.compare import compare_frames, incompatibilities, render_html
     from fraud_dask.data import load_transactions
+    from fraud_dask.errors import UserError
     from fraud_dask.registry import Registry
     from fraud_dask.score.batch import _utc, score_period
     from fraud_dask.split import Fold, KnownRule, KnownSince, _drop_known, known_compromised
@@ -55,6 +67,15 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
             f"compare: champion ({conf.champion}) and challenger ({conf.challenger}) are both "
             f"version {champ.version} of {name!r}; pick two different versions"
         )
+    differences = incompatibilities(champ, chall, replay=str(cfg.data.name))
+    if differences and not conf.get("allow_incompatible", False):
+        raise UserError(
+            f"compare: champion v{champ.version} and challenger v{chall.version} of {name!r} "
+            f"are not comparable: {'; '.join(differences)}; "
+            "set compare.allow_incompatible=true to compare them anyway"
+        )
+    for difference in differences:
+        log.warning("compare: comparing anyway (compare.allow_incompatible): %s", difference)
     start, end = _utc(conf.get("start")), _utc(conf.get("end"))
     if start is None:
         start = load_transactions(cfg.data, columns=["ts"])["ts"].max().compute().floor("D")
@@ -111,6 +132,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     return result | {
         "known_compromised": rule.value,
         "rows_dropped_known_compromised": dropped,
+        "incompatibilities": differences,
         "champion_version": champ.version,
         "challenger_version": chall.version,
         "start": start.isoformat(),

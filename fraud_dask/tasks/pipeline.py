@@ -94,35 +94,53 @@ def register_newest(
     """Register the newest fold's model (the one trained on the most recent data).
 
     The bundle carries the feature spec, the run's config (secrets redacted), the evaluation
-    metrics and a fingerprint of the rows that model was trained on.
+    metrics, the source (``data.name`` and the redacted ``data.path``), the training period
+    (the fold's first and last training day, its rows and frauds) and a fingerprint of those
+    rows. It goes to ``registry.name`` (by default ``fraud-<data.name>``).
     """
     from fraud_dask.__main__ import redacted
-    from fraud_dask.registry import Registry, data_fingerprint
+    from fraud_dask.registry import Registry, data_fingerprint, redact_url
     from fraud_dask.split import select_train
 
     newest = max(folds, key=lambda f: f.train_end)
     kind = str(getattr(cfg.model.kind, "value", cfg.model.kind))
     model = models[newest.name][kind]
+    rows = select_train(frame, newest)
+    fingerprint = data_fingerprint(rows)
+    training = {
+        "fold": newest.name,
+        "start": newest.train_start.isoformat(),
+        "end": newest.train_end.isoformat(),
+        "rows": fingerprint["rows"],
+        "frauds": int(rows["is_fraud"].sum().compute()),
+    }
+    name = str(cfg.registry.name)
+    config = redacted(cfg)
+    config.data.path = redact_url(str(config.data.path))  # redacted() sees keys, not URLs
     registry = Registry.from_conf(cfg.registry)
     version = registry.register(
-        cfg.registry.name,
+        name,
         model,
         features=cfg.features,
-        config=redacted(cfg),
+        config=config,
         metrics=metrics,
-        fingerprint=data_fingerprint(select_train(frame, newest)),
+        fingerprint=fingerprint,
+        source=cfg.data,
+        training=training,
         promote=bool(cfg.registry.promote_on_register),
         alias=str(cfg.registry.alias),
     )
     log.info(
-        "registered %s version %d (fold %s) in %s",
-        cfg.registry.name,
+        "registered %s version %d (fold %s, trained %s..%s) in %s",
+        name,
         version,
         newest.name,
+        training["start"],
+        training["end"],
         cfg.registry.path,
     )
     return {
-        "name": str(cfg.registry.name),
+        "name": name,
         "version": version,
         "fold": newest.name,
         "path": str(cfg.registry.path),

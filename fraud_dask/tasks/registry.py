@@ -1,9 +1,14 @@
 """``task=registry``: list, show or promote model versions (``task.action``).
 
-- ``task.action=list``: every version of ``registry.name`` (or of every model when the name has
-  none) with its aliases, creation time, git commit and headline metrics;
-- ``task.action=show``: the manifest of ``registry.version`` (a number, ``latest`` or an alias);
+- ``task.action=list``: a table of every version of ``registry.name`` (or of every model when
+  the registry has no model of that name): version, creation time, source, training period,
+  training rows, test average precision and aliases;
+- ``task.action=show``: a summary of ``registry.version`` (a number, ``latest`` or an alias);
 - ``task.action=promote``: move ``registry.alias`` (default ``champion``) to ``registry.version``.
+
+``registry.name`` defaults to ``fraud-<data.name>``: ``task=registry data=handbook`` lists the
+handbook's models. The table and the summary are printed to the console; the returned dict
+(the run's ``metrics.json``) holds the same facts.
 
 Examples::
 
@@ -14,21 +19,135 @@ Examples::
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from fraud_dask.errors import UserError
 from fraud_dask.registry import Registry
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("list", "show", "promote")
+COLUMNS = ("version", "created", "source", "period", "rows", "AP", "aliases")
+_RIGHT = {"version", "rows", "AP"}
 
 
 def _action(cfg: Any) -> str:
     action = str(getattr(cfg.task.get("action", "list"), "value", cfg.task.get("action", "list")))
     if action not in ACTIONS:
-        raise ValueError(f"task=registry: task.action is {action!r}, expected one of {ACTIONS}")
+        raise UserError(f"task=registry: task.action is {action!r}, expected one of {ACTIONS}")
     return action
+
+
+def _minute(stamp: Any) -> str:
+    """An ISO timestamp as ``YYYY-MM-DD HH:MM`` (UTC); anything else as it is."""
+    if not stamp:
+        return "-"
+    try:
+        when = dt.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return str(stamp)
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC)
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def _period(training: Mapping[str, Any]) -> str:
+    start, end = training.get("start"), training.get("end")
+    return f"{start}..{end}" if start and end else "-"
+
+
+def _count(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, int | float) else "-"
+
+
+def _ap(headline: Mapping[str, Any]) -> str:
+    value = headline.get("average_precision")
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The cells of the version table, one dict per :meth:`Registry.list` row."""
+    return [
+        {
+            "version": str(row["version"]),
+            "created": _minute(row.get("created")),
+            "source": (row.get("source") or {}).get("name") or "-",
+            "period": _period(row.get("training") or {}),
+            "rows": _count(row.get("rows")),
+            "AP": _ap(row.get("headline") or {}),
+            "aliases": ",".join(row.get("aliases") or []) or "-",
+        }
+        for row in rows
+    ]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of :meth:`Registry.list` rows (one model): ``COLUMNS``, aligned.
+
+    ``created`` is in UTC, to the minute; ``period`` the first and last training day;
+    ``rows`` the training rows; ``AP`` the test average precision registered with the version.
+    """
+    cells = table_rows(rows)
+    width = {c: max([len(c), *(len(r[c]) for r in cells)]) for c in COLUMNS}
+
+    def line(values: Mapping[str, str]) -> str:
+        parts = [
+            values[c].rjust(width[c]) if c in _RIGHT else values[c].ljust(width[c]) for c in COLUMNS
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line({c: c for c in COLUMNS}), *(line(r) for r in cells)])
+
+
+def format_version(info: Mapping[str, Any]) -> str:
+    """A readable summary of one version (:meth:`Registry.show`'s result)."""
+    model = info.get("model") or {}
+    training = info.get("training") or {}
+    source = info.get("source") or {}
+    git = info.get("git") or {}
+    aliases = ", ".join(info.get("aliases") or []) or "none"
+    lines = [f"{info.get('name')} version {info.get('version')} (aliases: {aliases})"]
+
+    def add(label: str, text: str) -> None:
+        lines.append(f"  {label:<10} {text}")
+
+    add("path", str(info.get("path")))
+    add("created", f"{_minute(info.get('created'))} UTC")
+    if source:
+        add("source", f"{source.get('name')} ({source.get('path') or 'path not recorded'})")
+    else:
+        add("source", "not recorded")
+    if training:
+        frauds = training.get("frauds")
+        add(
+            "trained",
+            f"{_period(training)} (fold {training.get('fold', '-')}): "
+            f"{_count(training.get('rows'))} rows, {_count(frauds)} frauds",
+        )
+    else:
+        rows = (info.get("fingerprint") or {}).get("rows")
+        add("trained", f"period not recorded; {_count(rows)} rows")
+    columns = model.get("columns") or []
+    add(
+        "model",
+        f"{model.get('kind', '-')} on {model.get('device', '-')}, {len(columns)} inputs, "
+        f"best iteration {model.get('best_iteration', '-')}",
+    )
+    headline = info.get("headline") or {}
+    if headline:
+        add("test", ", ".join(f"{k} {v:.3f}" for k, v in headline.items()))
+    else:
+        add("test", "no test metrics registered")
+    if git.get("commit"):
+        add("git", f"{git['commit'][:12]}{' (uncommitted changes)' if git.get('dirty') else ''}")
+    libs = info.get("libraries") or {}
+    shown = [f"{k} {libs[k]}" for k in ("fraud_dask", "xgboost", "dask", "pandas") if k in libs]
+    if shown:
+        add("libraries", ", ".join(shown))
+    return "\n".join(lines)
 
 
 def run(cfg: Any, client: Any) -> dict[str, Any]:
@@ -44,31 +163,42 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``action`` and ``registry`` plus: ``versions`` (list), ``version`` (show, the manifest)
-        or ``promoted`` (the new alias record).
+        ``action``, ``registry`` and ``name`` plus: ``versions`` (list rows), ``version``
+        (show: the manifest with source, training, aliases and metrics) or ``promoted`` (the
+        new alias record).
+
+    Raises
+    ------
+    fraud_dask.registry.RegistryLookupError
+        ``registry.version`` names no version or alias of the model; the message lists the
+        versions and aliases there are.
     """
     action = _action(cfg)
     reg = Registry.from_conf(cfg.registry)
     name = str(cfg.registry.name)
     out: dict[str, Any] = {"action": action, "registry": reg.url, "name": name}
     if action == "list":
-        rows = reg.list(name if name in reg.names() else None)
-        out["versions"] = rows
-        for row in rows:
-            log.info(
-                "%s v%d %s aliases=%s %s",
-                row["name"],
-                row["version"],
-                row["created"],
-                ",".join(row["aliases"]) or "-",
-                row["headline"],
+        names = reg.names()
+        if not names:
+            print(f"registry {reg.url} holds no model yet", flush=True)
+            out["versions"] = []
+            return out
+        if name not in names:
+            print(
+                f"registry {reg.url} has no model {name!r}; its models: {', '.join(names)}",
+                flush=True,
             )
-        if not rows:
-            log.info("registry %s holds no model yet", reg.url)
+        rows = reg.list(name if name in names else None)
+        out["versions"] = rows
+        for model in [name] if name in names else names:
+            mine = [r for r in rows if r["name"] == model]
+            print(f"\nmodel {model} in {reg.url}\n{format_table(mine)}", flush=True)
     elif action == "show":
         out["version"] = reg.show(name, str(cfg.registry.version))
+        print(format_version(out["version"]), flush=True)
     else:
         record = reg.promote(name, str(cfg.registry.version), alias=str(cfg.registry.alias))
         out["promoted"] = record
+        print(f"{name}: {record['alias']} -> version {record['version']}", flush=True)
         log.info("%s: %s -> version %d", name, record["alias"], record["version"])
     return out
