@@ -126,7 +126,41 @@ def test_pan_without_key_fails_clearly(client, tmp_path, monkeypatch) -> None:
             "amount": "amount",
             "merchant_id": "merchant_id",
         },
+        "pan": {"create_key": False},
     }
     with pytest.raises(ValueError, match=r"a\.parquet: column 'card_number'.*no hash key") as e:
         load_transactions(data).compute()
     assert PAN_A not in str(e.value)
+
+
+def test_without_a_configured_key_the_data_home_key_is_created_once_and_reused(
+    client, tmp_path, monkeypatch
+) -> None:
+    import stat
+
+    _source(tmp_path / "src")
+    monkeypatch.delenv("FRAUD_DASK_PAN_KEY", raising=False)
+    monkeypatch.setenv("FRAUD_DASK_HOME", str(tmp_path / "home"))
+    data = {
+        "name": "cards",
+        "path": str(tmp_path / "src"),
+        "columns": {
+            "tx_id": "tx_id",
+            "ts": "ts",
+            "card_number": "card_id",
+            "amount": "amount",
+            "merchant_id": "merchant_id",
+        },
+    }
+    first = load_transactions(data).compute().set_index("tx_id")["card_id"]
+    key_file = tmp_path / "home" / "pan.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert len(key) == 64
+    second = load_transactions(data).compute().set_index("tx_id")["card_id"]
+    assert key_file.read_text().strip() == key  # never replaced
+    assert first[1].startswith("tok_") and PAN_A not in set(first)
+    pd.testing.assert_series_equal(first.sort_index(), second.sort_index())
+    # the same tokens as an explicit key equal to the file's
+    given = load_transactions(data | {"pan": {"key": key}}).compute().set_index("tx_id")
+    pd.testing.assert_series_equal(given["card_id"].sort_index(), first.sort_index())

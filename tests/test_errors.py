@@ -91,7 +91,7 @@ def test_missing_pan_hash_key_names_the_file_and_column_and_the_setting(tmp_path
     run_dir = tmp_path / "run"
     out = _run(
         ["task=ingest", "data=parquet", f"data.path={source}", "cluster.n_workers=1",
-         f"hydra.run.dir={run_dir}"],
+         "data.pan.create_key=false", f"hydra.run.dir={run_dir}"],
         tmp_path,
     )  # fmt: skip
     line = _one_line(out)

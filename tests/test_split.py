@@ -311,7 +311,8 @@ def test_composed_run_config_carries_the_split_options() -> None:
     handbook = compose(["split=handbook"]).split
     assert [f.train_start for f in make_folds(handbook, "test")][0] == D(2018, 8, 15)
     assert make_folds(handbook, "baseline")[0].test_start == D(2018, 8, 8)
-    default = compose(["split.n_folds=2"]).split
+    default = compose(["split=default", "split.n_folds=2"]).split
+    assert compose([]).split.mode == "auto"  # the default: folds sized from the data
     data_range = (pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-06-30", tz="UTC"))
     assert [f.test_end for f in make_folds(default, "test", data_range)] == [
         D(2024, 6, 30),

@@ -90,9 +90,7 @@ def test_history_too_short_for_one_fold_is_an_error_naming_the_span():
 
 def test_explicit_lengths_are_kept_and_dates_refused():
     daily = _daily("2019-01-01", 400, 2000, 10.0)
-    plan = plan_folds(
-        _auto(train_days=60, test_days=14, delay_days=3), daily, label_delay_days=30
-    )
+    plan = plan_folds(_auto(train_days=60, test_days=14, delay_days=3), daily, label_delay_days=30)
     assert {f.train_days for f in plan.folds["test"]} == {60}
     assert {f.test_days for f in plan.folds["test"]} == {14}
     assert {f.delay_days for f in plan.folds["test"]} == {3}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from test_train import PARAMS, conf, make_frame, to_dask
 
 

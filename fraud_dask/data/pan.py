@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
+import secrets
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fraud_dask.errors import UserError
+
+log = logging.getLogger(__name__)
 
 PAN_PATTERN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 # RE2 (pyarrow) has no look-arounds: a vectorised pre-filter that every PAN matches.
@@ -86,8 +91,8 @@ class PanHasher:
         if self._key is None:
             raise UserError(
                 f"{where}: found card numbers (PANs) but no hash key is configured; set the "
-                "environment variable named by data.pan.key_env (default FRAUD_DASK_PAN_KEY) "
-                "or data.pan.key"
+                "environment variable named by data.pan.key_env (default FRAUD_DASK_PAN_KEY), "
+                "data.pan.key_file or data.pan.key (or data.pan.create_key=true)"
             )
         return hmac.new(self._key, digits.encode("ascii"), hashlib.sha256).digest()
 
@@ -172,4 +177,48 @@ def hasher_from_conf(pan_conf: Any) -> PanHasher:
     key = pan_conf.key
     if not key and pan_conf.key_env:
         key = os.environ.get(pan_conf.key_env) or None
+    key_file = getattr(pan_conf, "key_file", None)
+    if not key and key_file:
+        path = Path(os.path.expanduser(str(key_file)))
+        if not path.is_file():
+            raise UserError(f"data.pan.key_file: no such file {path}")
+        key = (
+            path.read_text(encoding="utf-8").strip().splitlines()[0] if path.stat().st_size else ""
+        )
+        if not key:
+            raise UserError(f"data.pan.key_file: {path} is empty")
+    if not key and getattr(pan_conf, "create_key", False):
+        key = _home_key()
     return PanHasher(key)
+
+
+def default_key_path() -> Path:
+    """The data home's PAN key file (``$FRAUD_DASK_HOME/pan.key``)."""
+    home = os.environ.get("FRAUD_DASK_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share", "fraud_dask"
+    )
+    return Path(home) / "pan.key"
+
+
+def _home_key() -> str:
+    """The data home's key, created at random (mode 0600) the first time it is needed.
+
+    Tokens depend on the key: a model trained on tokens made under one key must be scored under
+    the same key, so the file is never replaced (copy it, or set ``FRAUD_DASK_PAN_KEY``, on every
+    machine that scores the same source).
+    """
+    path = default_key_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another run created it first
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+            log.info("card numbers: created a hash key in %s (keep it: tokens depend on it)", path)
+    key = path.read_text(encoding="utf-8").strip()
+    if not key:
+        raise UserError(f"the PAN hash key file {path} is empty; delete it or set a key")
+    return key

@@ -62,6 +62,13 @@ class PanConf:
     """The key itself; prefer ``key_env`` (a config value is saved with the run)."""
     key_env: str = "FRAUD_DASK_PAN_KEY"
     """Environment variable holding the key, read on the client when ``key`` is null."""
+    key_file: str | None = None
+    """A file holding the key (its first line), read when neither ``key`` nor ``key_env`` give
+    one; None: the data home's ``pan.key`` (``$FRAUD_DASK_HOME``, default
+    ``~/.local/share/fraud_dask``), created with a random key (mode 0600) when ``create_key``."""
+    create_key: bool = True
+    """Create the data home's ``pan.key`` when no key is given anywhere; false: a source holding
+    card numbers without a key is an error."""
 
 
 @dataclass

@@ -384,11 +384,14 @@ def _profile_section(profile: Mapping[str, Any], divs: Mapping[str, str]) -> str
         out.append(f"<p>No card number found in the columns scanned: {scanned}.</p>")
 
     files = profile["files"]
-    out.append(f"<h3>Files ({_num(files['count'])})</h3>")
     listed = [{"file": f["path"], "rows": _num(f["rows"])} for f in files["listed"]]
-    out.append(_table(listed))
-    if files["count"] > len(listed):
-        out.append(f"<p>… and {_num(files['count'] - len(listed))} more.</p>")
+    more = files["count"] - len(listed)
+    out.append(
+        f"<h3>Files</h3><details><summary>{_num(files['count'])} file(s)</summary>"
+        + _table(listed)
+        + (f"<p>… and {_num(more)} more.</p>" if more > 0 else "")
+        + "</details>"
+    )
     return "".join(out)
 
 
@@ -546,11 +549,12 @@ def write_onboard_report(
         f"{_num(profile['rows']['in'])} rows in {_num(profile['files']['count'])} file(s).</p>",
         _warnings(_all_warnings(profile, warnings)),
         _summary(profile),
-        _profile_section(profile, divs),
-        _quarantine_section(profile),
+        # what the client will get first, then how it was measured, then the data behind it
+        _evaluation_section(evaluation),
         _split_section(split),
         "<h2>Features skipped</h2>" + _items(list(skipped_features or [])),
-        _evaluation_section(evaluation),
+        _profile_section(profile, divs),
+        _quarantine_section(profile),
     ]
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -26,6 +26,7 @@ class TaskName(enum.Enum):
     compare = "compare"
     info = "info"
     cluster = "cluster"
+    onboard = "onboard"
 
 
 class RegistryAction(enum.StrEnum):
@@ -61,6 +62,9 @@ class TaskConf:
     dedupe: bool | None = None
     # ingest / features / score: where the task writes its dataset (null: under the run directory)
     output: str | None = None
+    # onboard: the registry model whose champion is compared with the client model (null: the
+    # source's own model, registry.name)
+    champion: str | None = None
 
 
 def get_task(name: str | TaskName) -> Callable[[Any, Any], dict[str, Any]]:

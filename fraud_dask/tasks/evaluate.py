@@ -24,13 +24,39 @@ HEADLINE = ("roc_auc", "average_precision", "card_precision_at_100", "recall_at_
 def _aggregate(per_fold: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in HEADLINE:
+        # a fold without a fraud has no AP, recall or CP@k: it is left out (and flagged by
+        # fold_warnings), never averaged in as a zero
         values = [ev[key] for ev in per_fold.values() if ev.get(key) is not None]
         out[key] = statistics.fmean(values) if values else None
         out[f"{key}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+        out[f"{key}_folds"] = len(values)
     out["per_fold"] = {
         fold: {k: ev.get(k) for k in (*HEADLINE, "n", "n_fraud", "threshold_at_fpr")}
         for fold, ev in per_fold.items()
     }
+    return out
+
+
+def fold_warnings(per_fold: dict[str, dict[str, Any]], min_frauds: int) -> list[dict[str, Any]]:
+    """Warnings for test folds whose frauds (after the known-compromised cards are dropped) are
+    too few to measure: 0 (left out of the means) or fewer than ``split.min_test_frauds``."""
+    out = []
+    for fold, ev in per_fold.items():
+        n_fraud = int(ev.get("n_fraud") or 0)
+        if n_fraud == 0:
+            message = (
+                f"test fold {fold} holds no fraud among {ev.get('n', 0)} test rows: its AP, "
+                "recall and CP@k are undefined and left out of the means"
+            )
+        elif n_fraud < min_frauds:
+            message = (
+                f"test fold {fold} holds {n_fraud} frauds among {ev.get('n', 0)} test rows "
+                f"(< split.min_test_frauds={min_frauds}): its metrics are noisy"
+            )
+        else:
+            continue
+        log.warning("%s", message)
+        out.append({"kind": "test_frauds", "fold": fold, "message": message})
     return out
 
 
@@ -54,6 +80,7 @@ def evaluate_folds(
         log.info("evaluated fold %s (%d/%d)", fold.name, i + 1, len(folds))
     names = list(full)
     metrics = {"test": _aggregate(full[names[0]]), "model": names[0]}
+    metrics["warnings"] = fold_warnings(full[names[0]], int(cfg.split.get("min_test_frauds") or 0))
     if len(names) > 1:
         metrics["baseline"] = _aggregate(full[names[1]]) | {"model": names[1]}
     for name in names:

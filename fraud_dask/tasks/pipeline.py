@@ -72,7 +72,10 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         f"data: {cfg.data.name}; features: {cfg.features.name}; model: {trained['model']} "
         f"on {trained['device']}; folds: {trained['folds']} ({len(folds)})",
         f"chosen on the validation folds: {trained['chosen_params'] or 'the configured params'}",
+        *(f"split: {reason}" for reason in trained["split"].get("reasons", [])),
     ]
+    warnings = trained["warnings"] + metrics["warnings"]
+    notes = [f"WARNING: {w['message']}" for w in warnings] + notes
     metrics["report"] = report(cfg, metrics, full, models, folds, notes)
     stages["evaluate"] = time.perf_counter() - t
     if cfg.registry.register:
@@ -81,6 +84,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         stages["register"] = time.perf_counter() - t
     stages["total"] = time.perf_counter() - started
     out |= metrics | trained
+    out["warnings"] = warnings
     if read is not None:  # what the source read did: rows in = kept + quarantined, by reason
         out |= read.as_dict()
     out["stages"] = {k: round(v, 2) for k, v in stages.items()}

@@ -79,11 +79,57 @@ def read_feature_frame(cfg: Any, client: Any) -> tuple[Any, Any]:
     return frame, counts
 
 
+_DAILY: dict[str, Any] = {}
+
+
+def daily_of(frame: Any) -> Any:
+    """Rows and frauds per day of ``frame`` (:func:`fraud_dask.split.daily_counts`), computed
+    once per frame: the fold plan, the early-stopping periods and the reports all read it."""
+    from fraud_dask.split import daily_counts
+
+    key = str(getattr(frame, "_name", id(frame)))
+    if key not in _DAILY:
+        if len(_DAILY) > 8:
+            _DAILY.clear()
+        _DAILY[key] = daily_counts(frame)
+    return _DAILY[key]
+
+
+def fold_plan(cfg: Any, frame: Any) -> Any:
+    """The :class:`fraud_dask.split.FoldPlan` of ``cfg.split`` on the data (``mode=auto``), or
+    None for a fixed split."""
+    from fraud_dask.split import SplitMode, plan_folds
+
+    mode = SplitMode(getattr(cfg.split.get("mode"), "value", cfg.split.get("mode")) or "fixed")
+    if mode is not SplitMode.auto:
+        return None
+    search = cfg.model.get("search") or {}
+    return plan_folds(
+        cfg.split,
+        daily_of(frame),
+        label_delay_days=cfg.data.get("label_delay_days"),
+        need_validation=bool(search),
+    )
+
+
 def folds_of(cfg: Any, frame: Any, which: str) -> list[Any]:
-    """Folds ``which`` (``baseline``, ``validation`` or ``test``) of ``cfg.split`` on the data."""
+    """Folds ``which`` (``baseline``, ``validation`` or ``test``) of ``cfg.split`` on the data.
+
+    With ``split.mode=auto`` the folds come from :func:`fold_plan` (the baseline is the oldest
+    test fold).
+    """
     from fraud_dask.split import data_time_range, make_folds
 
-    return make_folds(cfg.split, which, data_time_range(frame))
+    plan = fold_plan(cfg, frame)
+    if plan is None:
+        return make_folds(cfg.split, which, data_time_range(frame))
+    if which == "baseline":
+        return [plan.folds["test"][-1]]
+    if which not in plan.folds:
+        raise ValueError(
+            f"split.mode=auto: the history holds no {which} folds before the test folds"
+        )
+    return list(plan.folds[which])
 
 
 def _grid(search: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -108,6 +154,7 @@ def model_conf(cfg: Any, overrides: dict[str, Any] | None = None) -> dict[str, A
             "num_boost_round",
             "early_stopping_rounds",
             "valid_days",
+            "valid_min_frauds",
             "imbalance",
             "pos_weight",
         ):
@@ -128,21 +175,47 @@ def fit_fold(
     *,
     baseline: bool,
 ) -> dict[str, Any]:
-    """Train the model (and the baseline) on one fold's training period."""
+    """Train the model (and the baseline) on one fold's training period.
+
+    XGBoost early-stops on the end of the training period: ``model.valid_days`` days, or (unset)
+    the shortest end that holds ``model.valid_min_frauds`` frauds
+    (:func:`fraud_dask.split.valid_days_for`). What could not be met is logged and kept in the
+    model's ``info["warnings"]``.
+    """
     import pandas as pd
 
-    from fraud_dask.split import select_train
+    from fraud_dask.split import select_train, valid_days_for
     from fraud_dask.train import train, train_baseline
 
     rows = select_train(frame, fold)
-    valid_days = int(conf.get("valid_days") or 0)
-    early = conf.get("kind") == "xgboost" and valid_days > 0 and conf.get("early_stopping_rounds")
+    warnings: list[dict[str, Any]] = []
+    early = conf.get("kind") == "xgboost" and conf.get("early_stopping_rounds")
+    valid_days = 0
     if early:
-        if valid_days >= fold.train_days:
+        given = conf.get("valid_days")
+        if given is not None and int(given) >= fold.train_days:
             raise ValueError(
-                f"model.valid_days={valid_days} leaves no training day in fold {fold.name} "
+                f"model.valid_days={given} leaves no training day in fold {fold.name} "
                 f"({fold.train_days} training days)"
             )
+        valid_days, valid_frauds, warning = valid_days_for(
+            daily_of(frame),
+            fold,
+            valid_days=None if given is None else int(given),
+            min_frauds=int(conf.get("valid_min_frauds") or 0),
+            max_share=float(conf.get("valid_max_share") or 0.25),
+        )
+        if warning:
+            log.warning("%s", warning)
+            warnings.append({"kind": "validation_frauds", "fold": fold.name, "message": warning})
+        if valid_days > 0:
+            log.info(
+                "fold %s: early stopping on the last %d training day(s) (%d frauds)",
+                fold.name,
+                valid_days,
+                valid_frauds,
+            )
+    if valid_days > 0:
         cut = fold.train_end - dt.timedelta(days=valid_days - 1)
         tz = getattr(frame["ts"].dtype, "tz", None)
         bound = pd.Timestamp(cut)
@@ -150,7 +223,12 @@ def fit_fold(
         fit_rows, valid_rows = rows[rows["ts"] < bound], rows[rows["ts"] >= bound]
     else:
         fit_rows, valid_rows = rows, None
-    models = {conf["kind"]: train(client, fit_rows, valid_rows, conf, device, seed=seed)}
+    main = train(client, fit_rows, valid_rows, conf, device, seed=seed)
+    for warning in main.info.get("warnings", []):
+        warnings.append(warning | {"fold": fold.name})
+    main.info["warnings"] = warnings
+    main.info["valid_days"] = valid_days
+    models = {conf["kind"]: main}
     if baseline and conf.get("baseline") and conf["kind"] == "xgboost":
         models["logistic"] = train_baseline(client, rows, conf, seed=seed)
     return models
@@ -203,6 +281,14 @@ def train_folds(cfg: Any, client: Any, frame: Any) -> dict[str, Any]:
     root = models_dir(cfg)
     trained: dict[str, dict[str, Any]] = {}
     info = {}
+    plan = fold_plan(cfg, frame)
+    warnings: list[dict[str, Any]] = []
+    if plan is not None:
+        for reason in plan.reasons:
+            log.info("split: %s", reason)
+        for message in plan.warnings:
+            log.warning("split: %s", message)
+            warnings.append({"kind": "test_frauds", "message": message})
     for i, fold in enumerate(folds):
         started = time.perf_counter()
         models = fit_fold(client, frame, fold, conf, device, seed, baseline=True)
@@ -211,13 +297,19 @@ def train_folds(cfg: Any, client: Any, frame: Any) -> dict[str, Any]:
             model.info["fold"] = fold.to_dict()
             model.save(f"{root}/{fold.name}/{name}")
         main = models[conf["kind"]]
+        stopping = main.info.get("early_stopping", main.info)
         info[fold.name] = {
             "fold": fold.to_dict(),
             "rows": main.info.get("rows"),
             "frauds": main.info.get("frauds"),
+            "valid_days": main.info.get("valid_days", 0),
+            "valid_rows": stopping.get("valid_rows", 0),
+            "valid_frauds": stopping.get("valid_frauds", 0),
             "best_iteration": main.best_iteration,
+            "warnings": list(main.info.get("warnings", [])),
             "seconds": round(time.perf_counter() - started, 2),
         }
+        warnings.extend(info[fold.name]["warnings"])
         log.info(
             "trained fold %s (%d/%d) in %.1f s",
             fold.name,
@@ -232,6 +324,8 @@ def train_folds(cfg: Any, client: Any, frame: Any) -> dict[str, Any]:
         "chosen_params": chosen,
         "search": table,
         "training": info,
+        "split": plan.to_dict() if plan is not None else {"mode": "fixed"},
+        "warnings": warnings,
         "model_dir": root,
         "_models": trained,
     }

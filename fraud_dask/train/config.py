@@ -80,9 +80,15 @@ class ModelConf:
         Most boosting rounds.
     early_stopping_rounds : int or None
         Stop when the validation metric has not improved for this many rounds; None: off.
-    valid_days : int
+    valid_days : int or None
         Days at the end of each training period held out, later in time, for early stopping.
-        0: no early stopping (``num_boost_round`` rounds).
+        0: no early stopping (``num_boost_round`` rounds); None: the shortest period that holds
+        ``valid_min_frauds`` frauds, at most ``valid_max_share`` of the training period.
+    valid_min_frauds : int
+        Frauds the early-stopping period should hold; fewer is a warning (log, metrics, report).
+    valid_max_share : float
+        Largest share of a training period held out for early stopping when ``valid_days`` is
+        None.
     refit : bool
         After early stopping, retrain on the whole training period with the best round count.
     imbalance : Imbalance
@@ -119,7 +125,9 @@ class ModelConf:
     params: dict[str, Any] = field(default_factory=_xgb_defaults)
     num_boost_round: int = 500
     early_stopping_rounds: int | None = 50
-    valid_days: int = 1
+    valid_days: int | None = None
+    valid_min_frauds: int = 100
+    valid_max_share: float = 0.25
     refit: bool = True
     imbalance: Imbalance = Imbalance.none
     pos_weight: float | None = None
