@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from fraud_dask.data import load_transactions
+from fraud_dask.data import load_transactions, open_source
 from fraud_dask.data.schema import REASONS, TS_DTYPE
 from fraud_dask.tasks import ingest
 
@@ -227,3 +228,33 @@ def test_corrupt_and_empty_sources(client, tmp_path: Path) -> None:
     _write(tmp_path / "ok" / "a.parquet", _plain())
     with pytest.raises(ValueError, match="no column maps to required"):
         load_transactions({"name": "x", "path": str(tmp_path / "ok"), "columns": {"a": "b"}})
+
+
+def test_missing_optional_integer_id_is_kept_as_missing_id(client, tmp_path: Path) -> None:
+    """A good row may lack its terminal when its merchant is given; with integer ids the column
+    keeps its dtype and marks the gap with MISSING_ID (no crash, no row lost)."""
+    from fraud_dask.data.schema import MISSING_ID
+
+    src = tmp_path / "src"
+    src.mkdir()
+    n = 50
+    raw = pd.DataFrame(
+        {
+            "tx_id": np.arange(n, dtype="int64"),
+            "ts": pd.date_range("2024-05-01", periods=n, freq="h", tz="UTC"),
+            "card_id": np.arange(n, dtype="int64") % 7,
+            "amount": np.linspace(1, 50, n),
+            "terminal_id": pd.array([None if i % 10 == 3 else i % 4 for i in range(n)], "Int64"),
+            "merchant_id": pd.array([None if i == 5 else i % 3 for i in range(n)], "Int64"),
+        }
+    )
+    raw.loc[13, "merchant_id"] = pd.NA  # with terminal 13 % 10 == 3 missing too: no point of sale
+    raw.to_parquet(src / "a.parquet")
+    data = {"name": "pos", "path": str(src), "dedupe": False}
+    read = open_source(data).frames(dedupe=False)
+    kept, by_reason = dask.compute(read.kept, read.by_reason)
+    assert len(kept) == n - 1 and by_reason.to_dict() == {"null_key": 1}
+    kept = kept.set_index("tx_id")
+    assert kept["terminal_id"].dtype == np.int64 and kept["merchant_id"].dtype == np.int64
+    assert (kept.loc[[3, 23, 33, 43], "terminal_id"] == MISSING_ID).all()
+    assert kept.loc[5, "merchant_id"] == MISSING_ID and kept.loc[4, "terminal_id"] == 0

@@ -20,6 +20,10 @@ STRING_DTYPE = pd.StringDtype(na_value=np.nan)
 ID_COLUMNS = ("tx_id", "card_id", "terminal_id", "merchant_id", "customer_id")
 """Identifier columns: int64 when every source file stores integers, otherwise strings."""
 
+MISSING_ID = -1
+"""An optional integer id (e.g. ``terminal_id`` where ``merchant_id`` is given) missing on a
+good row; string ids keep a missing value as null."""
+
 REQUIRED = ("tx_id", "ts", "card_id", "amount")
 """Columns every source must provide (after mapping)."""
 

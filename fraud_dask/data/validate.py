@@ -17,7 +17,15 @@ import numpy as np
 import pandas as pd
 
 from fraud_dask.data.pan import PanHasher
-from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, STRING_DTYPE, TS_DTYPE, Reason
+from fraud_dask.data.schema import (
+    ID_COLUMNS,
+    MISSING_ID,
+    POINT_OF_SALE,
+    REQUIRED,
+    STRING_DTYPE,
+    TS_DTYPE,
+    Reason,
+)
 from fraud_dask.data.sources import TzPolicy
 from fraud_dask.errors import UserError
 
@@ -306,7 +314,13 @@ def kept_rows(pdf: pd.DataFrame) -> pd.DataFrame:
         ``is_fraud`` int8.
     """
     good = pdf[pdf["reason"].isna()].drop(columns=["reason", "detail", "_pos"])
-    casts = {c: "int64" for c in good.columns if c in ID_COLUMNS and good[c].dtype == "Int64"}
+    ints = [c for c in good.columns if c in ID_COLUMNS and good[c].dtype == "Int64"]
+    for col in ints:
+        # an optional id (terminal_id with merchant_id present, customer_id) may be missing on a
+        # good row: MISSING_ID stands for it, so the column keeps one integer dtype everywhere
+        if col not in REQUIRED and good[col].isna().any():
+            good = good.assign(**{col: good[col].fillna(MISSING_ID)})
+    casts = dict.fromkeys(ints, "int64")
     if "is_fraud" in good.columns:
         casts["is_fraud"] = "int8"
     return good.astype(casts) if casts else good
