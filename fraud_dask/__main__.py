@@ -77,14 +77,32 @@ def _summary(task: str, result: dict[str, Any], run_dir: Path) -> str:
     for key in ("rows", "rows_written", "rows_in", "rows_kept", "rows_quarantined"):
         if key in result:
             lines.append(f"  {key}: {result[key]}")
+    reasons = result.get("by_reason")
+    if isinstance(reasons, dict) and any(reasons.values()):
+        lines.append(
+            "  quarantined by reason: " + ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
+        )
     test = result.get("test")
     if isinstance(test, dict):
-        for key in ("roc_auc", "average_precision", "card_precision_at_100"):
+        for key in ("roc_auc", "average_precision", "card_precision_at_100", "recall_at_fpr"):
             if key in test and isinstance(test[key], int | float):
-                lines.append(f"  test.{key}: {test[key]:.4f}")
+                std = test.get(f"{key}_std")
+                spread = f" ± {std:.4f}" if isinstance(std, int | float) and std else ""
+                lines.append(f"  test.{key}: {test[key]:.4f}{spread}")
+        per_fold = test.get("per_fold")
+        if isinstance(per_fold, dict) and per_fold:
+            folds = ", ".join(f"{name} ({f.get('n_fraud')} frauds)" for name, f in per_fold.items())
+            lines.append(f"  folds: {folds}")
     for key in ("report", "output", "model_path"):
         if isinstance(result.get(key), str):
             lines.append(f"  {key}: {result[key]}")
+    warnings = result.get("warnings")
+    if isinstance(warnings, list) and warnings:
+        lines.append(f"  WARNINGS ({len(warnings)}; all in metrics.json):")
+        for w in warnings[:8]:
+            lines.append(f"  - {w.get('message', w) if isinstance(w, dict) else w}")
+        if len(warnings) > 8:
+            lines.append(f"  - ... and {len(warnings) - 8} more")
     return "\n".join(lines)
 
 
