@@ -132,3 +132,63 @@ def test_data_aware_defaults_beat_the_fixed_ones_on_a_client_source(client, tmp_
     assert any(w["kind"] == "validation_frauds" for w in fixed["warnings"])
     assert auto["test"]["average_precision"] >= fixed["test"]["average_precision"] - 0.005
     assert auto["test"]["average_precision"] > 0.95
+
+
+@pytest.mark.slow
+def test_onboard_from_a_data_yaml_on_the_command_line(tmp_path, client_x):
+    """A user's path: the client's data YAML in a config folder of their own, one command."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+    from client_source import COLUMNS
+
+    root, raw = client_x
+    configs = tmp_path / "my_configs" / "data"
+    configs.mkdir(parents=True)
+    (configs / "client_y.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "client_y",
+                "path": str(root),
+                "format": "parquet",
+                "columns": COLUMNS,
+                "timestamp": {"timezone": "Europe/Paris"},
+                "label_delay_days": 14,
+            }
+        )
+    )
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, FRAUD_DASK_HOME=str(tmp_path / "home"))
+    env.pop("FRAUD_DASK_PAN_KEY", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fraud_dask",
+            "task=onboard",
+            f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]",
+            "data=client_y",
+            f"hydra.run.dir={run_dir}",
+            "cluster.n_workers=2",
+            *FAST,
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["rows_in"] == len(raw)
+    assert metrics["rows_in"] == metrics["rows_kept"] + metrics["rows_quarantined"]
+    assert metrics["registry"]["name"] == "fraud-client_y"
+    assert metrics["test"]["average_precision"] > 0.9
+    assert (run_dir / "onboard.html").exists()
+    # the console: the onboarding summary and the run summary, no traceback, no xgboost noise
+    assert "onboard client_y" in done.stdout and "test.average_precision" in done.stdout
+    assert "Traceback" not in done.stderr
+    assert "Dataset is empty" not in done.stdout + done.stderr
+    assert "fuse_ave_width" not in done.stdout + done.stderr
