@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ def write_report(
     evaluations: Mapping[str, Mapping[str, Mapping[str, Any]]],
     *,
     importance: Mapping[str, float] | None = None,
-    summary: list[Mapping[str, Any]] | None = None,
+    summary: Sequence[Mapping[str, Any]] | None = None,
     title: str = "fraud_dask evaluation",
     notes: list[str] | None = None,
 ) -> Path:

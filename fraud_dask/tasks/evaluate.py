@@ -79,7 +79,7 @@ def evaluate_folds(
             full.setdefault(name, {})[fold.name] = evaluate(model.score(test), k=k, max_fpr=max_fpr)
         log.info("evaluated fold %s (%d/%d)", fold.name, i + 1, len(folds))
     names = list(full)
-    metrics = {"test": _aggregate(full[names[0]]), "model": names[0]}
+    metrics: dict[str, Any] = {"test": _aggregate(full[names[0]]), "model": names[0]}
     metrics["warnings"] = fold_warnings(full[names[0]], int(cfg.split.get("min_test_frauds") or 0))
     if len(names) > 1:
         metrics["baseline"] = _aggregate(full[names[1]]) | {"model": names[1]}

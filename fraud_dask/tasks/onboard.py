@@ -101,12 +101,12 @@ def _champion_frame(cfg: Any, bundle: Any, kept: Any, frame: Any, client: Any) -
     from fraud_dask.features.build import build_features
 
     ours = OmegaConf.to_container(cfg.features, resolve=True, enum_to_str=True)
+    assert isinstance(ours, dict)
     theirs = dict(bundle.features)
     comparable = {k: v for k, v in theirs.items() if k not in ("name", "output", "npartitions")}
     if comparable == {k: v for k, v in ours.items() if k in comparable}:
         return frame
-    built = client.persist(build_features(kept, theirs))
-    return built
+    return client.persist(build_features(kept, theirs))
 
 
 def _champion_warnings(bundle: Any, cfg: Any, folds: list[Any]) -> list[dict[str, Any]]:
@@ -234,7 +234,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
                 )
         except ValueError as err:  # the champion's spec needs columns this source lacks
             champ_frame, why_not = None, f"its features cannot be built from this source ({err})"
-    champ_label = f"champion {bundle.name} v{bundle.version}" if bundle is not None else None
+    champ_label = f"champion {bundle.name} v{bundle.version}" if bundle is not None else ""
     if champ_frame is None and bundle is not None:
         log.warning("onboard: the champion %s is not compared: %s", champ_label, why_not)
     scored: dict[str, list[Any]] = {f"client model ({main})": []}

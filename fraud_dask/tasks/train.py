@@ -162,7 +162,7 @@ def model_conf(cfg: Any, overrides: dict[str, Any] | None = None) -> dict[str, A
         else:
             params[key] = value
     conf["params"] = params
-    return conf
+    return {str(k): v for k, v in conf.items()}
 
 
 def fit_fold(
