@@ -18,6 +18,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: rows and frauds per day of the frames of this run, by dask name (see daily_of)
+_DAILY: dict[str, Any] = {}
+
 
 def task_option(cfg: Any, key: str, default: Any) -> Any:
     """``cfg.task.<key>``, or ``default`` where the task config has no such field."""
@@ -56,6 +59,7 @@ def read_feature_frame(cfg: Any, client: Any) -> tuple[Any, Any]:
     """
     from distributed import wait
 
+    _DAILY.clear()  # a new read: no day counts of an earlier frame may be taken for it
     path = task_option(cfg, "features_path", None)
     started = time.perf_counter()
     counts = None
@@ -77,9 +81,6 @@ def read_feature_frame(cfg: Any, client: Any) -> tuple[Any, Any]:
         "features ready in %.1f s (%d partitions)", time.perf_counter() - started, frame.npartitions
     )
     return frame, counts
-
-
-_DAILY: dict[str, Any] = {}
 
 
 def daily_of(frame: Any) -> Any:
