@@ -106,6 +106,22 @@ def _summary(task: str, result: dict[str, Any], run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def check_config(cfg: Any) -> None:
+    """Fail with a :class:`UserError` on values that can be known before a cluster starts.
+
+    Hydra checks types when composing; each group checks its own ranges here (a worker count,
+    a size, a port, a path), because OmegaConf never runs a schema's ``__post_init__``.
+    """
+    from fraud_dask.cluster import check_cluster_conf
+    from fraud_dask.data.config import check_data_conf
+    from fraud_dask.score.config import check_serve_conf
+
+    check_cluster_conf(cfg.cluster)
+    check_data_conf(cfg.data)
+    if "score" in cfg:
+        check_serve_conf(cfg.score.serve)
+
+
 def execute(cfg: Any) -> dict[str, Any]:
     """Run ``cfg.task`` in one cluster session and write the run directory's artifacts."""
     from omegaconf import OmegaConf
@@ -119,6 +135,7 @@ def execute(cfg: Any) -> dict[str, Any]:
     (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(redacted(cfg)))
     task_name = str(getattr(cfg.task.name, "value", cfg.task.name))
     task = get_task(task_name)  # import errors surface before a cluster starts
+    check_config(cfg)
 
     started = time.perf_counter()
     report = run_dir / "dask-report.html"

@@ -43,11 +43,12 @@ def _good(day: str, n: int, first_id: int) -> list[dict]:
 
 
 def corrupted_source(root: Path) -> tuple[dict[str, list[dict]], list[str | None]]:
-    """Three daily files; each row's expected reason (None = kept) listed in file order."""
+    """Four daily files; each row's expected reason (None = kept) listed in file order."""
     f0 = _good("2024-03-01", 6, 0)
     f1 = _good("2024-03-02", 6, 100)
     f2 = _good("2024-03-03", 6, 200)
-    expect = [None] * 18
+    f3 = _good("2024-03-04", 6, 300)  # amounts written as text by this producer
+    expect = [None] * 24
     f0[1]["txn"] = None
     expect[1] = "null_key"
     f0[2]["card"] = None
@@ -75,7 +76,20 @@ def corrupted_source(root: Path) -> tuple[dict[str, list[dict]], list[str | None
     expect[14] = "duplicate_tx_id"
     f2[3]["when"] = None
     expect[15] = "null_key"
-    files = {"2024-03-01.parquet": f0, "2024-03-02.parquet": f1, "2024-03-03.parquet": f2}
+    for row in f3:
+        row["amt"] = f"{row['amt']:.2f}"
+    f3[1]["amt"] = "abc"
+    expect[19] = "unparseable_amount"
+    f3[2]["amt"] = "9" * 5000
+    expect[20] = "oversized_value"
+    f3[3]["when"] = "2024-03-04 " + "x" * 2000
+    expect[21] = "oversized_value"
+    files = {
+        "2024-03-01.parquet": f0,
+        "2024-03-02.parquet": f1,
+        "2024-03-03.parquet": f2,
+        "2024-03-04.parquet": f3,
+    }
     root.mkdir(parents=True, exist_ok=True)
     for name, rows in files.items():
         frame = pd.DataFrame(rows)
@@ -108,7 +122,7 @@ def test_ingest_quarantines_every_reason(
     report = ingest.run(cfg, client)
     json.dumps(report)  # metrics.json must be serialisable
 
-    assert report["rows_in"] == 18 == report["rows_kept"] + report["rows_quarantined"]
+    assert report["rows_in"] == 24 == report["rows_kept"] + report["rows_quarantined"]
     expected_counts = {r: sum(e == r for e in expect) for r in REASONS}
     assert report["by_reason"] == expected_counts
     assert all(report["by_reason"][r] > 0 for r in REASONS), "every reason must be exercised"
@@ -118,7 +132,7 @@ def test_ingest_quarantines_every_reason(
         (f.rsplit("/", 1)[1], int(r)): why
         for f, r, why in quarantine[["source_file", "source_row", "reason"]].itertuples(index=False)
     }
-    names = sorted(["2024-03-01.parquet", "2024-03-02.parquet", "2024-03-03.parquet"])
+    names = sorted(files)
     want = {(names[i // 6], i % 6): why for i, why in enumerate(expect) if why is not None}
     assert got == want
     dup = quarantine[quarantine["reason"] == "duplicate_tx_id"].sort_values("source_row")
@@ -126,6 +140,12 @@ def test_ingest_quarantines_every_reason(
         f"tx_id=first={tmp_path / 'src' / names[0]}:5",
         f"tx_id=first={tmp_path / 'src' / names[2]}:1",
     ]
+    by_row = quarantine.set_index(["reason", "source_row"])["detail"]
+    assert by_row[("unparseable_amount", 1)] == "amount=abc"
+    # an oversized value is not kept, its length is
+    assert by_row[("oversized_value", 2)] == "amount=<5000 characters>"
+    assert by_row[("oversized_value", 3)] == "ts=<2011 characters>"
+    assert quarantine["detail"].str.len().max() < 300
 
     kept = pd.read_parquet(tmp_path / "run" / "transactions")
     rows = [row for rs in files.values() for row in rs]
@@ -151,7 +171,7 @@ def test_kept_rows_are_canonical_and_match_pandas(client, tmp_path: Path) -> Non
     assert got["tx_id"].dtype == np.int64 and got["card_id"].dtype == np.int64
     assert list(got["client_id"].astype(str).unique()) == ["default"]
     np.testing.assert_array_equal(got["tx_id"], want["txn"].astype("int64"))
-    np.testing.assert_array_equal(got["amount"], want["amt"])
+    np.testing.assert_array_equal(got["amount"], want["amt"].astype("float64"))
     pd.testing.assert_series_equal(got["ts"], want["ts"], check_names=False)
     pd.testing.assert_series_equal(
         got["label_ts"], want["ts"] + pd.Timedelta(days=10), check_names=False
@@ -206,12 +226,18 @@ def test_uncastable_type_names_file_and_column(client, tmp_path: Path) -> None:
     _write(tmp_path / "src" / "b.parquet", bad)
     with pytest.raises(TypeError, match=r"b\.parquet: column 'ts' \(ts\) has type list"):
         load_transactions({"name": "x", "path": str(tmp_path / "src")})
-    text = _plain().assign(amount=["1.5", "2", "3 EUR", "4", "5"])
-    _write(tmp_path / "src2" / "b.parquet", _plain().assign(amount=["1", "2", "3", "4", "5"]))
-    _write(tmp_path / "src2" / "c.parquet", text)  # same schema: read in one group with b
-    with pytest.raises(ValueError, match=r"c\.parquet: column 'amount'.*'3 EUR'"):
-        # raised by the duplicate check's pass over the rows, or else by the compute
-        load_transactions({"name": "x", "path": str(tmp_path / "src2")}).compute()
+
+
+def test_unparseable_amount_text_is_quarantined_not_fatal(client, tmp_path: Path) -> None:
+    text = _plain().assign(tx_id=np.arange(5, 10), amount=["1.5", "2", "3 EUR", "4", "abc"])
+    _write(tmp_path / "src" / "b.parquet", _plain().assign(amount=["1", "2", "3", "4", "5"]))
+    _write(tmp_path / "src" / "c.parquet", text)  # same schema: read in one group with b
+    read = open_source({"name": "x", "path": str(tmp_path / "src")}).frames()
+    kept, quarantine, *counts = dask.compute(read.kept, read.quarantine, *read.lazy_counts())
+    assert read.counts(counts).by_reason["unparseable_amount"] == 2
+    assert sorted(kept["tx_id"]) == [0, 1, 2, 3, 4, 5, 6, 8]
+    assert sorted(quarantine["detail"]) == ["amount=3 EUR", "amount=abc"]
+    assert list(quarantine["source_file"].str.rsplit("/", n=1).str[1]) == ["c.parquet"] * 2
 
 
 def test_corrupt_and_empty_sources(client, tmp_path: Path) -> None:

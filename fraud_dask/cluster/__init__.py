@@ -82,6 +82,71 @@ class ClusterConf:
     shutdown_on_close: bool = True
 
 
+def check_cluster_conf(conf: Any) -> None:
+    """Check the ``cluster`` values that can be known before a cluster starts.
+
+    A LocalCluster with no worker waits forever for one, and a bad size or port fails only
+    deep inside distributed: these are caught here, one line naming the field.
+
+    Parameters
+    ----------
+    conf : ClusterConf or DictConfig
+        The ``cluster`` config node.
+
+    Raises
+    ------
+    UserError
+        A count, size, duration, address or file that cannot work (the field is named).
+    """
+    from dask.utils import parse_bytes, parse_timedelta
+
+    from fraud_dask.errors import UserError
+
+    def bad(name: str, got: Any, expected: str) -> UserError:
+        return UserError(f"cluster.{name}: got {got!r}, expected {expected}")
+
+    kind = ClusterKind(_get(conf, "kind", "local"))
+    for name in ("n_workers", "threads_per_worker"):
+        value = _get(conf, name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad(name, value, "a positive integer")
+    memory = _get(conf, "memory_limit", "auto")
+    if memory not in (None, "auto"):
+        try:
+            ok = parse_bytes(memory) >= 0 if isinstance(memory, str) else float(memory) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise bad("memory_limit", memory, "a size such as 4GiB, 'auto' or 0 (no limit)")
+    worker_memory = _get(conf, "worker_memory", "8GiB")
+    try:
+        ok = parse_bytes(worker_memory) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise bad("worker_memory", worker_memory, "a positive size such as 8GiB")
+    cores = _get(conf, "worker_cores", 1.0)
+    if isinstance(cores, bool) or not isinstance(cores, int | float) or not cores > 0:
+        raise bad("worker_cores", cores, "a positive number of cores")
+    timeout = _get(conf, "timeout", "30s")
+    try:
+        ok = parse_timedelta(timeout) > 0
+    except (TypeError, ValueError, KeyError):
+        ok = False
+    if not ok:
+        raise bad("timeout", timeout, "a positive duration such as 30s")
+    dashboard = _get(conf, "dashboard_address")
+    if dashboard not in (None, ""):
+        _, sep, port = str(dashboard).rpartition(":")
+        if not (port.isdigit() and int(port) <= 65535):
+            raise bad("dashboard_address", dashboard, "HOST:PORT or :PORT with a port 0-65535")
+    if kind is ClusterKind.existing:
+        for name in ("scheduler_file", "tls_ca_file", "tls_client_cert", "tls_client_key"):
+            path = _get(conf, name)
+            if path and not Path(str(path)).expanduser().is_file():
+                raise bad(name, path, "an existing file")
+
+
 def default_scheduler_file() -> Path:
     """Where a long-lived cluster publishes its address (``$FRAUD_DASK_SCHEDULER_FILE`` wins).
 

@@ -126,6 +126,9 @@ class FileInfo:
     hive: dict[str, str]
     schema: pa.Schema
     num_rows: int | None
+    nullable: frozenset[str] | None = None
+    """Top-level columns that may hold nulls by the footer's statistics (a column without
+    statistics counts as nullable); None: unknown (CSV)."""
 
 
 def inspect_files(fs: Any, root: str, files: Sequence[str], fmt: str) -> list[FileInfo]:
@@ -148,12 +151,26 @@ def inspect_files(fs: Any, root: str, files: Sequence[str], fmt: str) -> list[Fi
             with fs.open(path, "rb") as f:
                 meta = pq.ParquetFile(f).metadata
                 schema = meta.schema.to_arrow_schema()
-            return FileInfo(path, hive, schema, meta.num_rows)
+            return FileInfo(path, hive, schema, meta.num_rows, _nullable(meta))
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise UserError(f"{path}: unreadable or corrupt {fmt} file: {exc}") from None
 
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(files)))) as pool:
         return list(pool.map(one, files))
+
+
+def _nullable(meta: pq.FileMetaData) -> frozenset[str]:
+    """Columns of a Parquet file whose statistics admit nulls (or that have none)."""
+    out: set[str] = set()
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            column = group.column(j)
+            stats = column.statistics
+            if stats is None or not stats.has_null_count or stats.null_count > 0:
+                path = column.path_in_schema  # "a.b" is a nested field or a dotted name
+                out.update((path, path.split(".", 1)[0]))
+    return frozenset(out)
 
 
 def _parquet_table(
@@ -434,6 +451,7 @@ def write_datasets(
             write_index=False,
             write_metadata_file=False,
             name_function=lambda i: f"part.{i:05d}.parquet",
+            schema=arrow_overrides(df._meta) or "infer",
             compute=False,
         )
         plans.append((fs, root, tmp, job))
@@ -455,6 +473,41 @@ def write_datasets(
         return run
     out = run()
     return out[0] if len(items) == 1 and not extra else out
+
+
+def arrow_overrides(meta: pd.DataFrame) -> dict[str, pa.DataType]:
+    """Arrow types that every partition of a frame with this meta can be written as.
+
+    Dask infers a dataset's schema from the meta, where a category's values are unknown: a
+    category of strings would get the dictionary type of an empty or placeholder category
+    (``dictionary<values=null>`` for a source's dictionary-encoded column) and 8-bit indices
+    (which a partition with more than 127 values overflows). Categories are therefore written
+    with 32-bit indices and the value type of their categories.
+
+    Parameters
+    ----------
+    meta : pandas.DataFrame
+        The frame's meta (``ddf._meta``).
+
+    Returns
+    -------
+    dict
+        Column -> Arrow type, for the categorical columns; the rest is inferred.
+    """
+    out = {}
+    for col, dtype in meta.dtypes.items():
+        if not isinstance(dtype, pd.CategoricalDtype):
+            continue
+        values = dtype.categories.dtype
+        if pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values):
+            value_type = pa.large_string()
+        else:
+            try:
+                value_type = pa.from_numpy_dtype(values)
+            except (TypeError, ValueError, pa.ArrowException):
+                continue  # an exotic category: left to inference
+        out[str(col)] = pa.dictionary(pa.int32(), value_type)
+    return out
 
 
 def _restore_interrupted(fs: Any, root: str) -> None:

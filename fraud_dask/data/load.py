@@ -25,6 +25,7 @@ from typing import Any
 
 import dask
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from dask.dataframe.utils import clear_known_categories
@@ -32,7 +33,7 @@ from dask.dataframe.utils import clear_known_categories
 from fraud_dask.data import io
 from fraud_dask.data.pan import hasher_from_conf
 from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, REASONS, REQUIRED, STRING_DTYPE
-from fraud_dask.data.sources import SourceConf, as_source_conf
+from fraud_dask.data.sources import PanAction, SourceConf, as_source_conf
 from fraud_dask.data.validate import Plan, kept_rows, prepare_partition, quarantined_rows
 from fraud_dask.errors import InputTypeError, UserError
 
@@ -59,6 +60,21 @@ _KINDS: dict[str, tuple[Any, str]] = {
     ),
     "id": (pa.types.is_integer, "integer or string"),
 }
+
+
+def _kind(t: pa.DataType) -> str:
+    """The family of a (decoded) Arrow type, for fixing a passthrough column's dtype."""
+    if _is_string(t):
+        return "text"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_timestamp(t):
+        return "ts_utc" if t.tz is not None else "ts_naive"
+    return "other"
 
 
 def _is_string(t: pa.DataType) -> bool:
@@ -236,6 +252,7 @@ class Source:
         self.files = tuple(i.path for i in self.infos)
         self.mapping = self._mapping()
         self.id_kinds = self._check_types()
+        self.extra_dtypes = self._extra_dtypes()
         if all(i.num_rows == 0 for i in self.infos):
             raise UserError(f"empty dataset: the files under {conf.path} hold no rows")
         self.filters = self._filters()
@@ -284,6 +301,8 @@ class Source:
             )
         required_raw = {raw for raw, out in mapping.items() if out in REQUIRED}
         for info in self.infos:
+            if info.num_rows == 0:  # an empty file may come from a writer without the schema
+                continue
             names = set(info.schema.names) | set(info.hive)
             for raw in sorted(required_raw - names):
                 raise UserError(
@@ -317,6 +336,63 @@ class Source:
             if out in ID_COLUMNS:
                 kinds.setdefault(out, "int")
         return kinds
+
+    def _extra_dtypes(self) -> dict[str, Any]:
+        """The one dtype of each passthrough column in every partition, from the footers.
+
+        Each file's Arrow type is mapped to a kind; the kinds of all files that hold rows give
+        the column's dtype: integers (``Int64`` where a file lacks the column or its statistics
+        admit nulls), floats, booleans, timestamps (microseconds; UTC when zoned), a category
+        of strings where every file dictionary-encodes it, and text otherwise (also for mixed
+        or other kinds, which all print). A column null in every file is text (all null).
+        """
+        out: dict[str, Any] = {}
+        for raw, name in self.mapping.items():
+            if name in _VALIDATED or name == "client_id":
+                continue
+            kinds: dict[str, str] = {}  # kind -> first file of that kind
+            nullable = plain_text = False
+            for info in self.infos:
+                if info.num_rows == 0:
+                    continue
+                if raw not in info.schema.names:
+                    nullable = True
+                    if raw in info.hive:
+                        kinds.setdefault("text", info.path)
+                        plain_text = True
+                    continue
+                t = info.schema.field(raw).type
+                if info.nullable is None or raw in info.nullable:
+                    nullable = True
+                if pa.types.is_null(t):
+                    continue
+                if pa.types.is_dictionary(t):
+                    t = t.value_type
+                elif _is_string(t):
+                    plain_text = True
+                kinds.setdefault(_kind(t), info.path)
+            found = set(kinds)
+            if not found or found <= {"text", "other"}:
+                out[name] = "category" if found == {"text"} and not plain_text else STRING_DTYPE
+            elif found == {"int"}:
+                out[name] = "Int64" if nullable else np.dtype("int64")
+            elif found <= {"int", "float"}:
+                out[name] = np.dtype("float64")
+            elif found == {"bool"}:
+                out[name] = "boolean" if nullable else np.dtype("bool")
+            elif found == {"ts_utc"}:
+                out[name] = pd.DatetimeTZDtype(unit="us", tz="UTC")
+            elif found == {"ts_naive"}:
+                out[name] = np.dtype("datetime64[us]")
+            else:
+                log.warning(
+                    "%s: column %r has different types across files (%s); read as text",
+                    self.conf.path,
+                    raw,
+                    ", ".join(f"{k} in {p}" for k, p in kinds.items()),
+                )
+                out[name] = STRING_DTYPE
+        return out
 
     def _filters(self) -> list[tuple[str, str, Any]] | None:
         """Pushed-down ts bounds, widened by a day: exact bounds are applied after parsing."""
@@ -363,6 +439,9 @@ class Source:
             end=self.end,
             duplicates=duplicates,
             files=self.files,
+            extra_dtypes=self.extra_dtypes,
+            max_value_length=conf.max_value_length,
+            refuse_unlisted=conf.pan.unlisted is PanAction.refuse,
         )
 
     def _empty(self) -> pd.DataFrame:
@@ -392,7 +471,7 @@ class Source:
             filters=self.filters,
             csv_options=dict(self.conf.csv_options),
             process=process,
-            meta=clear_known_categories(meta, cols=["client_id"]),
+            meta=clear_known_categories(meta),
             rows_per_partition=self.conf.rows_per_partition,
         )
         return frame

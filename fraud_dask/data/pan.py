@@ -110,7 +110,8 @@ class PanHasher:
         Parameters
         ----------
         s : pandas.Series
-            Values to scrub; other dtypes are returned unchanged.
+            Values to scrub: text, integers or a category (its categories are scrubbed); other
+            dtypes are returned unchanged.
         where : str
             Names the file and column in the error raised when no key is set.
 
@@ -119,6 +120,8 @@ class PanHasher:
         (pandas.Series, int)
             The scrubbed series (same dtype and index) and the number of values changed.
         """
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            return self._scrub_categorical(s, where)
         if pd.api.types.is_integer_dtype(s.dtype):
             return self._scrub_int(s, where)
         if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
@@ -140,6 +143,22 @@ class PanHasher:
         out = s.copy()
         out[candidate] = new.to_numpy()
         return out, changed
+
+    def _scrub_categorical(self, s: pd.Series, where: str) -> tuple[pd.Series, int]:
+        """Scrub the categories (each distinct value once), then map the values onto them."""
+        categories = pd.Series(s.cat.categories)
+        if not (pd.api.types.is_string_dtype(categories.dtype) or categories.dtype == object):
+            return s, 0
+        new, changed = self.scrub(categories, where)
+        if not changed:
+            return s, 0
+        codes = s.cat.codes.to_numpy()
+        hit = np.flatnonzero((new != categories).to_numpy())
+        # two spellings of one card number ("4111 1111 ...", "41111111...") share a token, so
+        # the new categories may repeat: rebuild the column from its values
+        values = np.where(codes >= 0, new.to_numpy(dtype=object)[codes], None)
+        out = pd.Series(values, index=s.index, name=s.name).astype(new.dtype).astype("category")
+        return out, int(np.isin(codes, hit).sum())
 
     def _scrub_int(self, s: pd.Series, where: str) -> tuple[pd.Series, int]:
         values = s.to_numpy(dtype=np.int64, na_value=-1) if s.hasnans else s.to_numpy()

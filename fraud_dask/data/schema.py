@@ -52,9 +52,14 @@ class Reason(enum.StrEnum):
     """Why a row was sent to quarantine; the first failing check in this order wins."""
 
     null_key = "null_key"
+    oversized_value = "oversized_value"
+    """A string value (an id, free text, a raw timestamp or amount) longer than
+    ``data.max_value_length`` characters; the value itself is not kept (its length is)."""
     unparseable_timestamp = "unparseable_timestamp"
     mixed_timezone = "mixed_timezone"
     timestamp_out_of_range = "timestamp_out_of_range"
+    unparseable_amount = "unparseable_amount"
+    """A string amount that is not a number (``"abc"``)."""
     non_finite_amount = "non_finite_amount"
     negative_amount = "negative_amount"
     label_not_binary = "label_not_binary"

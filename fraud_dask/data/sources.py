@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,19 @@ class DataFormat(enum.StrEnum):
 
     parquet = "parquet"
     csv = "csv"
+
+
+class PanAction(enum.StrEnum):
+    """What to do with card numbers found in a string column not named as holding them.
+
+    Every string column is scanned; ``card_id`` and ``data.pii_columns`` are expected to hold
+    card numbers and are always tokenized. In any other column, ``tokenize`` replaces them too;
+    ``refuse`` stops the run with an error naming the file and the column (so that the column
+    can be listed in ``pii_columns`` or left out of the mapping). No setting writes them raw.
+    """
+
+    tokenize = "tokenize"
+    refuse = "refuse"
 
 
 class TzPolicy(enum.StrEnum):
@@ -69,6 +83,9 @@ class PanConf:
     create_key: bool = True
     """Create the data home's ``pan.key`` when no key is given anywhere; false: a source holding
     card numbers without a key is an error."""
+    unlisted: PanAction = PanAction.tokenize
+    """Card numbers found in a string column other than ``card_id`` and ``pii_columns``:
+    ``tokenize`` (default) or ``refuse`` (an error naming the file and the column)."""
 
 
 @dataclass
@@ -107,6 +124,9 @@ class SourceConf:
     """
     quarantine_path: str | None = None
     """Where ingest writes the quarantine dataset; None: ``<run_dir>/quarantine``."""
+    max_value_length: int = 1024
+    """A string value (an id, free text, a timestamp or amount written as text) longer than this
+    many characters sends its row to quarantine as ``oversized_value``."""
     rows_per_partition: int | None = 500_000
     """Consecutive small Parquet files are read together into partitions of about this many
     rows (by their footers; a larger file stays one partition). None: one partition per file.
@@ -163,4 +183,84 @@ def as_source_conf(cfg: Any) -> SourceConf:
     canonical = set(conf.columns.values())
     if len(canonical) != len(conf.columns):
         raise UserError(f"data.columns maps two raw columns to one name: {conf.columns}")
+    check_values(conf)
     return conf
+
+
+_UNITS = ("s", "ms", "us", "ns")
+
+
+def check_values(conf: Any) -> None:
+    """Check the source's values that can be known before anything is read.
+
+    Parameters
+    ----------
+    conf : SourceConf or DictConfig
+        The ``data`` config; fields left missing (``???``) are not checked.
+
+    Raises
+    ------
+    UserError
+        A value out of range, a time zone or date that does not parse, a key file that does
+        not exist (the field, the value and what is expected are named).
+    """
+    import pandas as pd
+
+    def get(name: str) -> Any:
+        node: Any = conf
+        for part in name.split("."):
+            if isinstance(node, DictConfig) and OmegaConf.is_missing(node, part):
+                return None
+            node = getattr(node, part, None)
+        return node
+
+    def bad(name: str, got: Any, expected: str) -> UserError:
+        return UserError(f"data.{name}: got {got!r}, expected {expected}")
+
+    path = get("path")
+    if path is not None and not str(path).strip():
+        raise bad("path", path, "a file, folder or URL")
+    length = get("max_value_length")
+    if length is not None and length < 1:
+        raise bad("max_value_length", length, "a positive number of characters")
+    rows = get("rows_per_partition")
+    if rows is not None and rows < 1:
+        raise bad("rows_per_partition", rows, "a positive number of rows or null")
+    delay = get("label_delay_days")
+    if delay is not None and not 0 <= delay < 36_500:
+        raise bad("label_delay_days", delay, "a number of days >= 0")
+    unit = get("timestamp.unit")
+    if unit is not None and unit not in _UNITS:
+        raise bad("timestamp.unit", unit, f"one of {', '.join(_UNITS)} or null")
+    zone = get("timestamp.timezone")
+    if zone is not None:
+        try:
+            pd.Timestamp("2000-01-01").tz_localize(str(zone))
+        except (TypeError, ValueError, KeyError) as exc:  # pytz and zoneinfo raise differently
+            raise bad("timestamp.timezone", zone, "an IANA time zone such as UTC") from exc
+    bounds = {}
+    for name in ("timestamp.valid_from", "timestamp.valid_until", "start", "end"):
+        value = get(name)
+        if value is None:
+            continue
+        try:
+            bounds[name] = pd.Timestamp(str(value))
+        except (TypeError, ValueError) as exc:
+            raise bad(name, value, "an ISO date or time such as 2025-01-01") from exc
+        if bounds[name] is pd.NaT:
+            raise bad(name, value, "an ISO date or time such as 2025-01-01")
+    for low, high in (("timestamp.valid_from", "timestamp.valid_until"), ("start", "end")):
+        if low in bounds and high in bounds:
+            a, b = (
+                bounds[k].tz_localize(None)
+                if bounds[k].tzinfo is None
+                else bounds[k].tz_convert("UTC").tz_localize(None)
+                for k in (low, high)
+            )
+            if a >= b:
+                raise bad(high, get(high), f"a time after data.{low} ({get(low)})")
+    key_file = get("pan.key_file")
+    key_env = get("pan.key_env")
+    has_key = bool(get("pan.key")) or bool(key_env and os.environ.get(str(key_env)))
+    if key_file and not has_key and not os.path.isfile(os.path.expanduser(str(key_file))):
+        raise bad("pan.key_file", key_file, "an existing file holding the key")

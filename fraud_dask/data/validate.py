@@ -32,6 +32,8 @@ from fraud_dask.errors import UserError
 POS_SHIFT = 40
 """``_pos`` = file index << POS_SHIFT | row number: a global, partition-independent row order."""
 _OFFSET_RE = r"(?:[zZ]|[+-]\d\d(?::?\d\d)?)\s*$"
+_DETAIL_CHARS = 200
+"""A quarantined row's ``detail`` (the offending raw value) is cut to this many characters."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Plan:
     label_delay: pd.Timedelta
     client_id: str
     scan_columns: tuple[str, ...]
+    """Columns named as holding card numbers (``card_id``, ``pii_columns``): always tokenized.
+    Every other string column is scanned too (see ``refuse_unlisted``)."""
     hasher: PanHasher
     start: pd.Timestamp | None = None
     end: pd.Timestamp | None = None
@@ -58,6 +62,13 @@ class Plan:
     """tx_id -> ``_pos`` of its first valid occurrence, for tx_ids seen more than once."""
     files: tuple[str, ...] = ()
     """The source's sorted file list (``_pos`` >> POS_SHIFT indexes it)."""
+    extra_dtypes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Passthrough output column -> its dtype in every partition (``"category"``: a category
+    of strings), fixed across files by the reader."""
+    max_value_length: int = 1024
+    """Longer string values send their row to quarantine as ``oversized_value``."""
+    refuse_unlisted: bool = False
+    """Card numbers in a string column not in ``scan_columns`` raise instead of being hashed."""
 
 
 def parse_timestamps(raw: pd.Series, plan: Plan) -> tuple[pd.Series, np.ndarray, np.ndarray]:
@@ -122,20 +133,90 @@ def _cast_id(s: pd.Series, kind: str, where: str) -> pd.Series:
         raise UserError(f"{where}: cannot cast to int64 ({exc.__class__.__name__})") from None
 
 
-def _cast_amount(s: pd.Series, where: str) -> pd.Series:
+def _cast_amount(s: pd.Series, where: str) -> tuple[pd.Series, np.ndarray]:
+    """Amounts as float64, and the mask of text values that are not numbers (NaN in the output)."""
     if pd.api.types.is_bool_dtype(s.dtype):
         raise UserError(f"{where}: got booleans, expected numbers")
     if pd.api.types.is_numeric_dtype(s.dtype):
-        return s.astype("float64")
+        return s.astype("float64"), np.zeros(len(s), dtype=bool)
     text = s.astype(STRING_DTYPE).str.strip()
     out = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = text.notna() & out.isna() & ~text.str.lower().isin(["nan", "inf", "-inf", "infinity"])
-    if bad.any():
-        example = text[bad].iloc[0]
+    return out, bad.to_numpy(dtype=bool)
+
+
+def _is_text(dtype: Any) -> bool:
+    return isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype)
+
+
+def text_lengths(s: pd.Series) -> np.ndarray | None:
+    """Characters in each value of a text or categorical column (0 for nulls); None otherwise.
+
+    Parameters
+    ----------
+    s : pandas.Series
+        A raw column.
+
+    Returns
+    -------
+    numpy.ndarray of int64, or None
+        None for columns that hold no text (numbers, timestamps, booleans).
+    """
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        lengths = text_lengths(pd.Series(s.cat.categories))
+        if lengths is None or not len(lengths):
+            return None if lengths is None else np.zeros(len(s), dtype=np.int64)
+        codes = s.cat.codes.to_numpy()
+        return np.where(codes >= 0, lengths[codes], 0)
+    if not _is_text(s.dtype):
+        return None
+    text = s if isinstance(s.dtype, pd.StringDtype) else s.astype(STRING_DTYPE)
+    return text.str.len().fillna(0).to_numpy(dtype=np.int64)
+
+
+def _scan(s: pd.Series, col: str, plan: Plan, where: str) -> pd.Series:
+    """Tokenize the card numbers of a listed column, or of any text or categorical column."""
+    if col in plan.scan_columns:
+        return plan.hasher.scrub(s, where)[0]
+    if not (_is_text(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype)):
+        return s
+    out, found = plan.hasher.scrub(s, where)
+    if found and plan.refuse_unlisted:
         raise UserError(
-            f"{where}: {int(bad.sum())} value(s) cannot be cast to float64, e.g. {example!r}"
+            f"{where}: holds card numbers ({found} value(s)) but is not named in "
+            "data.pii_columns (data.pan.unlisted=refuse); list it there to tokenize them, or "
+            "leave the column out of data.columns"
         )
     return out
+
+
+def _cast_extra(s: pd.Series, dtype: Any, where: str) -> pd.Series:
+    """A passthrough column cast to the dtype the reader fixed for it across files."""
+    try:
+        if dtype == "category":
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                cats = s.cat.categories
+                if isinstance(cats.dtype, pd.StringDtype):
+                    return s
+                names = cats.astype(STRING_DTYPE)
+                if names.is_unique:
+                    return s.cat.rename_categories(names)
+            return s.astype(STRING_DTYPE).astype("category")
+        if isinstance(dtype, pd.StringDtype):
+            if pd.api.types.is_float_dtype(s.dtype):
+                # integers that pyarrow widened for nulls print without ".0"
+                values = s.dropna()
+                if ((values % 1 == 0) & (values.abs() < 2**53)).all():
+                    s = s.astype("Int64")
+            return s.astype(STRING_DTYPE)
+        if isinstance(dtype, pd.DatetimeTZDtype) and isinstance(s.dtype, pd.DatetimeTZDtype):
+            return s.dt.tz_convert("UTC").astype(dtype)
+        return s.astype(dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UserError(
+            f"{where}: got {s.dtype}, cannot cast to {dtype} as in the other files "
+            f"({exc.__class__.__name__})"
+        ) from None
 
 
 def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) -> pd.DataFrame:
@@ -172,29 +253,50 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
 
+    def where(col: str) -> str:
+        return f"{source}: column {raw_for.get(col, col)!r} ({col})"
+
     def flag(mask: np.ndarray, why: Reason, what: pd.Series | None = None, col: str = "") -> None:
         new = mask & (reason == None)  # noqa: E711 (elementwise on an object array)
         reason[new] = why.value
         if what is not None and new.any():
             text = what[new].astype(STRING_DTYPE).fillna("<null>")
-            detail[new] = (col + "=" + text).to_numpy(dtype=object)
+            # a raw value may hold a card number, and is kept short
+            text, _ = plan.hasher.scrub(text, where(col or "detail"))
+            prefix = f"{col}=" if col else ""
+            detail[new] = (prefix + text.str.slice(0, _DETAIL_CHARS)).to_numpy(dtype=object)
 
-    def where(col: str) -> str:
-        return f"{source}: column {raw_for.get(col, col)!r} ({col})"
+    # Oversized values are measured on the raw text and blanked before anything parses, scans
+    # or writes them; a blanked key is not a null key.
+    oversized = np.zeros(n, dtype=bool)
+    sizes = pd.Series(np.full(n, "", dtype=object), index=df.index)
+    blanked: dict[str, np.ndarray] = {}
+    for col in df.columns:
+        lengths = text_lengths(df[col])
+        if lengths is None:
+            continue
+        big = lengths > plan.max_value_length
+        if big.any():
+            first = big & ~oversized
+            sizes[first] = [f"{col}=<{k} characters>" for k in lengths[first]]
+            oversized |= big
+            blanked[col] = big
+            df[col] = df[col].mask(big)
 
     for col in df.columns:
         if col in plan.id_kinds:
             out[col] = _cast_id(df[col], plan.id_kinds[col], where(col))
         elif col == "amount":
-            out[col] = _cast_amount(df[col], where(col))
+            out[col], amount_bad = _cast_amount(df[col], where(col))
         elif col in ("ts", "label_ts", "is_fraud", "client_id"):
             continue
+        elif col in plan.extra_dtypes:
+            out[col] = _cast_extra(df[col], plan.extra_dtypes[col], where(col))
         else:
             s = df[col]
             out[col] = s.astype(STRING_DTYPE) if s.dtype == object else s
-    for col in plan.scan_columns:
-        if col in out:
-            out[col], _ = plan.hasher.scrub(out[col], where(col))
+    for col in list(out):
+        out[col] = _scan(out[col], col, plan, where(col))
 
     try:
         ts, ts_bad, mixed = parse_timestamps(df["ts"], plan)
@@ -202,14 +304,20 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
         raise UserError(f"{where('ts')}: {exc}") from None
     out["ts"] = ts
     keys = [c for c in ("tx_id", "card_id") if c in out]
+
+    def missing(col: str, values: pd.Series) -> np.ndarray:
+        mask = values.isna().to_numpy()
+        return mask & ~blanked[col] if col in blanked else mask
+
     null_key = np.zeros(n, dtype=bool)
     for c in keys:
-        null_key |= out[c].isna().to_numpy()
+        null_key |= missing(c, out[c])
     pos_cols = [c for c in POINT_OF_SALE if c in out]
     if pos_cols:
-        null_key |= np.logical_and.reduce([out[c].isna().to_numpy() for c in pos_cols])
-    null_key |= df["ts"].isna().to_numpy()
+        null_key |= np.logical_and.reduce([missing(c, out[c]) for c in pos_cols])
+    null_key |= missing("ts", df["ts"])
     flag(null_key, Reason.null_key)
+    flag(oversized, Reason.oversized_value, sizes)
     flag(ts_bad, Reason.unparseable_timestamp, df["ts"], "ts")
 
     if "label_ts" in df.columns:
@@ -232,6 +340,7 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
     else:
         out["label_ts"] = default_label_ts
 
+    flag(amount_bad, Reason.unparseable_amount, df["amount"], "amount")
     amount = out["amount"].to_numpy()
     with np.errstate(invalid="ignore"):
         flag(~np.isfinite(amount), Reason.non_finite_amount, out["amount"], "amount")
@@ -246,7 +355,9 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
         flag(~binary, Reason.label_not_binary, raw_label.astype(STRING_DTYPE), "is_fraud")
         out["is_fraud"] = label.where(binary).astype("Int8")
     client = df["client_id"].astype(STRING_DTYPE) if "client_id" in df.columns else None
-    if client is None:
+    if client is not None:
+        client = _scan(client, "client_id", plan, where("client_id"))
+    else:
         client = pd.Series(plan.client_id, index=df.index, dtype=STRING_DTYPE)
     out["client_id"] = client.fillna(plan.client_id).astype("category")
 

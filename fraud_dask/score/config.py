@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -60,3 +61,25 @@ class ScoreConf:
     top_reasons: int = 3
     exact_recency: bool = True
     serve: ServeConf = field(default_factory=ServeConf)
+
+
+def check_serve_conf(conf: Any) -> None:
+    """Check ``score.serve``'s port before any cluster starts.
+
+    Parameters
+    ----------
+    conf : ServeConf or DictConfig
+        The ``score.serve`` node.
+
+    Raises
+    ------
+    UserError
+        The port is not an integer in 0-65535 (0: any free port).
+    """
+    from fraud_dask.errors import UserError
+
+    port = getattr(conf, "port", 0)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UserError(
+            f"score.serve.port: got {port!r}, expected a TCP port 0-65535 (0: any free port)"
+        )

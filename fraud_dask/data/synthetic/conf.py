@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fraud_dask.errors import UserError
+
 _ID_BITS = 39  # card tokens stay below 2**39 (12 digits), so they can never look like a PAN
 
 
@@ -140,8 +142,9 @@ def as_synthetic_conf(conf: Any) -> SyntheticConf:
 
     Raises
     ------
-    ValueError
-        An unknown key, a value of the wrong type, or a value out of range (named).
+    UserError
+        An unknown key, a value of the wrong type, or a value out of range (named); a
+        ``ValueError``, so callers catching that still do.
     """
     if isinstance(conf, SyntheticConf):
         node = OmegaConf.structured(conf)
@@ -149,11 +152,11 @@ def as_synthetic_conf(conf: Any) -> SyntheticConf:
         if isinstance(conf, DictConfig):
             conf = OmegaConf.to_container(conf, resolve=True)
         if not isinstance(conf, dict):
-            raise ValueError(f"data.synthetic: expected a mapping, got {type(conf).__name__}")
+            raise UserError(f"data.synthetic: expected a mapping, got {type(conf).__name__}")
         try:
             node = OmegaConf.merge(OmegaConf.structured(SyntheticConf), conf)
         except Exception as exc:  # omegaconf raises several types; re-raise one clear one
-            raise ValueError(f"data.synthetic: {exc}") from exc
+            raise UserError(f"data.synthetic: {exc}") from exc
     out = OmegaConf.to_object(node)
     assert isinstance(out, SyntheticConf)
     _check(out)
@@ -161,8 +164,8 @@ def as_synthetic_conf(conf: Any) -> SyntheticConf:
 
 
 def _check(c: SyntheticConf) -> None:
-    def bad(name: str, got: Any, expected: str) -> ValueError:
-        return ValueError(f"data.synthetic.{name}: got {got!r}, expected {expected}")
+    def bad(name: str, got: Any, expected: str) -> UserError:
+        return UserError(f"data.synthetic.{name}: got {got!r}, expected {expected}")
 
     if c.n_rows is not None and c.n_rows < 1:
         raise bad("n_rows", c.n_rows, "a positive integer or null")
@@ -218,7 +221,10 @@ def make_plan(conf: Any) -> Plan:
         n_rows = c.n_rows
         n_customers = max(1, round(c.n_rows / (c.n_days * c.tx_per_customer_day)))
     if n_customers >= 1 << (_ID_BITS - 2):
-        raise ValueError(f"data.synthetic: {n_customers} customers is too many (max 2**37)")
+        raise UserError(
+            f"data.synthetic: got {n_customers} customers, expected at most 2**37 "
+            "(fewer n_rows or more days)"
+        )
     n_terminals = max(10, round(n_customers / c.customers_per_terminal))
     shares = [float(s) for s in dataclasses.astuple(c.scenarios)]
     start = dt.datetime.combine(dt.date.fromisoformat(str(c.start_date)), dt.time(), dt.UTC)
