@@ -9,10 +9,11 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from feature_replay import replay
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud_dask.features.batch import features_frame, query_features
+from fraud_dask.features.batch import features_frame
 from fraud_dask.features.build import build_features, feature_columns
 from fraud_dask.features.config import as_features_conf, parse_window
 from fraud_dask.features.kernels import window_bounds, window_moments
@@ -259,16 +260,13 @@ def test_labels_not_yet_known_never_affect_a_row(frame):
     assert not a[names].equals(b[names])  # the flip is visible later, so the test has teeth
 
 
-def test_online_queries_match_the_batch(frame, expected):
-    d = frame.sort_values(["ts", "tx_id"])
+def test_online_events_match_the_reference(frame, expected):
     plan = make_plan(CONF, list(frame.columns))
     assert plan.horizon() is None  # frequency and target encoding use all history
-    queries = d.iloc[-40:].drop(columns=["is_fraud", "label_ts"])
-    got = query_features(d.iloc[:-40], queries, CONF).set_index("tx_id")
-    # labels of the queries are unknown online; the batch knows those that mature in time
-    label_free = [c for c in expected.columns if "risk" not in c and "_te_" not in c]
-    assert_close(got, expected, label_free)
-    assert list(got.index) == list(queries["tx_id"])
+    # warm start from the first 60 %, then the rest event by event, each labelled once added
+    got = replay(frame, CONF, warm=0.6)
+    assert len(got) == len(frame) - int(len(frame) * 0.6)
+    assert_close(got, expected, list(expected.columns))
 
 
 def test_building_computes_nothing(frame):

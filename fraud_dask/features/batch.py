@@ -5,11 +5,15 @@ builder guarantees it by shuffling on the entity; the online scorer by keeping p
 Rows may come in any order: each function sorts by (entity, ts, tx_id) itself, so ties at the
 same timestamp are ordered by ``tx_id`` and the result does not depend on the input order.
 
+- :class:`Sorted`: the batch view every kind's ``batch`` kernel reads (sorted columns, window
+  bounds shared between operations).
 - :func:`entity_features`: the features of one stage (one entity key) for every row of a batch.
-- :func:`calendar_features`: hour, weekday, weekend, night.
+- :func:`row_features`: the row operations' features (the calendar).
 - :func:`features_frame`: every feature of a config for a pandas frame holding whole histories.
-- :func:`query_features`: the features of new "query" rows given the history rows of their
-  entities, the entry point of the online scorer.
+
+The maths of each kind lives in its module under :mod:`fraud_dask.features.kinds`; this module
+only sorts, calls each operation's ``batch`` and puts the columns back in the batch's order. The
+online counterpart (one event at a time) is :mod:`fraud_dask.features.online`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_dask.features import kernels as k
-from fraud_dask.features.plan import Op, Plan, Stage, make_plan
+from fraud_dask.features.plan import Plan, Stage, make_plan
 
 _I64_MAX = np.iinfo(np.int64).max
 
@@ -55,8 +59,13 @@ def _tx_order_key(tx: pd.Series) -> np.ndarray:
     return pd.factorize(tx, sort=True)[0]
 
 
-class _Sorted:
-    """A batch sorted by (entity, ts, tx_id), with lazily built columns and window bounds."""
+class Sorted:
+    """A batch sorted by (entity, ts, tx_id), with lazily built columns and window bounds.
+
+    ``order`` maps sorted positions to batch rows, ``starts`` holds the first sorted row of each
+    entity group (and the length last), ``ts`` the sorted times (ns). Columns and window bounds
+    are built on first use and shared by the stage's operations.
+    """
 
     def __init__(self, batch: pd.DataFrame, key: tuple[str, ...]) -> None:
         self.batch = batch
@@ -113,55 +122,6 @@ class _Sorted:
         return self._bounds[key]
 
 
-def _labels_in_window(s: _Sorted, op: Op) -> tuple[np.ndarray, np.ndarray]:
-    """(rows with a usable label, frauds among them) in each row's label window."""
-    if op.delay is not None:
-        lo, hi = s.bounds(op.width, op.delay, False)
-        return (hi - lo).astype(np.float64), k.window_int_sum(lo, hi, s.label())
-    lo, _ = s.bounds(op.width, 0, False)
-    return k.known_label_window(s.starts, s.ts, lo, s.known(), s.label())
-
-
-def _compute(s: _Sorted, op: Op) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    keys = [key for key, _ in op.outputs]
-    if op.kind == "window":
-        lo, hi = s.bounds(op.width, op.offset, op.include_current)
-        if any(key in ("sum", "mean", "std") for key in keys):
-            out["sum"], out["mean"], out["std"] = k.window_moments(lo, hi, s.amount())
-        out["count"] = (hi - lo).astype(np.float64)
-        if "min" in keys:
-            out["min"] = k.window_extreme(lo, hi, s.amount(), False)
-        if "max" in keys:
-            out["max"] = k.window_extreme(lo, hi, s.amount(), True)
-        for key in keys:
-            if key.startswith("distinct:"):
-                codes, n_codes = s.distinct_codes(key.split(":", 1)[1])
-                out[key] = k.window_distinct(lo, hi, codes, n_codes)
-    elif op.kind == "risk":
-        count, frauds = _labels_in_window(s, op)
-        out["count"], out["frauds"] = count, frauds
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["risk"] = np.where(count > 0, frauds / np.maximum(count, 1), 0.0)
-    elif op.kind == "te":
-        count, frauds = _labels_in_window(s, op)
-        out["te"] = (frauds + op.smoothing * op.prior) / (count + op.smoothing)
-        if op.smoothing == 0:
-            out["te"] = np.where(count > 0, frauds / np.maximum(count, 1), op.prior)
-    elif op.kind == "recency":
-        out["seconds"] = k.previous_gap(s.starts, s.ts)
-    elif op.kind == "relative":
-        lo, hi = s.bounds(op.width, 0, op.include_current)
-        _, mean, std = k.window_moments(lo, hi, s.amount())
-        amount = s.amount()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["ratio"] = np.where(mean != 0, amount / mean, np.nan)
-            out["zscore"] = np.where(std > 0, (amount - mean) / std, np.nan)
-    else:  # plan.py builds only the kinds above
-        raise ValueError(f"features: unknown operation kind {op.kind!r}")
-    return out
-
-
 def entity_features(batch: pd.DataFrame, stage: Stage) -> pd.DataFrame:
     """The features of one stage (one entity key) for every row of a batch.
 
@@ -183,11 +143,11 @@ def entity_features(batch: pd.DataFrame, stage: Stage) -> pd.DataFrame:
     n = len(batch)
     if n == 0:
         return pd.DataFrame({name: np.empty(0) for name in stage.names}, index=batch.index)
-    s = _Sorted(batch, stage.key)
+    s = Sorted(batch, stage.key)
     missing = s.codes < 0
     result = {}
     for op in stage.ops:
-        values = _compute(s, op)
+        values = op.batch(s)
         for key, name in op.outputs:
             col = np.empty(n, np.float64)
             col[s.order] = values[key]
@@ -197,37 +157,27 @@ def entity_features(batch: pd.DataFrame, stage: Stage) -> pd.DataFrame:
     return pd.DataFrame(result, index=batch.index)
 
 
-def calendar_features(batch: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """Hour, weekday (Monday = 0), weekend and night flags (int8) of each row's ``ts``.
+def row_features(batch: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """The row operations' features (hour, weekday, weekend, night flags as int8).
 
     Parameters
     ----------
     batch : pandas.DataFrame
         Rows with a ``ts`` column.
     plan : Plan
-        Says which fields, their names, the time zone and the last night hour.
+        Its ``rows`` say which fields, their names, the time zone and the last night hour.
 
     Returns
     -------
     pandas.DataFrame
-        One int8 column per calendar field, indexed like ``batch``.
+        One column per row-operation output, indexed like ``batch``.
     """
-    ts = batch["ts"]
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        local = ts.dt.tz_convert(plan.timezone)
-    else:
-        local = ts.dt.tz_localize("UTC").dt.tz_convert(plan.timezone)
-    hour = local.dt.hour.to_numpy(np.int64)
-    weekday = local.dt.day_of_week.to_numpy(np.int64)
-    values = {
-        "hour": hour,
-        "weekday": weekday,
-        "weekend": weekday >= 5,
-        "night": hour <= plan.night_end_hour,
-    }
-    return pd.DataFrame(
-        {name: values[f].astype(np.int8) for f, name in plan.calendar}, index=batch.index
-    )
+    result: dict[str, np.ndarray] = {}
+    for op in plan.rows:
+        values = op.batch(batch)
+        for key, name in op.outputs:
+            result[name] = values[key]
+    return pd.DataFrame(result, index=batch.index)
 
 
 def features_frame(df: pd.DataFrame, conf: Any) -> pd.DataFrame:
@@ -247,42 +197,7 @@ def features_frame(df: pd.DataFrame, conf: Any) -> pd.DataFrame:
     """
     plan = conf if isinstance(conf, Plan) else make_plan(conf, list(df.columns))
     parts = [df[plan.keep]]
-    if plan.calendar:
-        parts.append(calendar_features(df, plan))
+    if plan.rows:
+        parts.append(row_features(df, plan))
     parts.extend(entity_features(df, stage) for stage in plan.stages)
     return pd.concat(parts, axis=1)
-
-
-def query_features(history: pd.DataFrame, queries: pd.DataFrame, conf: Any) -> pd.DataFrame:
-    """The features of new rows given the history rows of their entities (online scoring).
-
-    The same definitions as the batch pipeline: the queries are placed among the history by
-    (ts, tx_id) and computed with the same kernels. A query sees the history and the queries
-    before it in that order (so events can be replayed one by one or in a batch); labels of
-    queries are never used (their ``label_ts`` is taken as unknown).
-
-    Parameters
-    ----------
-    history : pandas.DataFrame
-        Canonical rows of the queries' entities, covering at least
-        ``make_plan(conf, ...).horizon()`` before the earliest query (all of it when None).
-    queries : pandas.DataFrame
-        The new rows (``tx_id``, ``ts``, ``amount`` and the entity columns; no label needed).
-    conf : FeaturesConf, DictConfig or mapping
-        The features config.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The queries' kept columns and features, in the queries' order and index.
-    """
-    q = queries.copy()
-    if "is_fraud" in history.columns:
-        q["is_fraud"] = np.int8(0)
-    if "label_ts" in history.columns:
-        q["label_ts"] = pd.Series(pd.NaT, index=q.index, dtype=history["label_ts"].dtype)
-    both = pd.concat([history, q], ignore_index=True)
-    plan = make_plan(conf, list(both.columns))
-    feats = features_frame(both, plan)[plan.feature_names].iloc[len(history) :]
-    feats.index = queries.index
-    return pd.concat([queries[[c for c in plan.keep if c in queries.columns]], feats], axis=1)

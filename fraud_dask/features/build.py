@@ -23,15 +23,15 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from fraud_dask.features.batch import calendar_features, entity_features, ts_ns
+from fraud_dask.features.batch import entity_features, row_features, ts_ns
 from fraud_dask.features.config import FeaturesConf, as_features_conf
 from fraud_dask.features.plan import Plan, Stage, make_plan
 
 ROW = "_row"
 
 
-def _with_calendar(pdf: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    return pd.concat([pdf, calendar_features(pdf, plan)], axis=1)
+def _with_rows(pdf: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    return pd.concat([pdf, row_features(pdf, plan)], axis=1)
 
 
 def _number_rows(pdf: pd.DataFrame, partition_info: dict | None = None) -> pd.DataFrame:
@@ -177,9 +177,9 @@ def build_features(
     needed = list(dict.fromkeys(["tx_id", "ts", "amount", *plan.keep, *labels]
                                 + [c for st in plan.stages for c in st.columns]))  # fmt: skip
     df = frame[needed]
-    if plan.calendar:
-        meta = _with_calendar(df._meta, plan)
-        df = df.map_partitions(_with_calendar, plan, meta=meta)
+    if plan.rows:
+        meta = _with_rows(df._meta, plan)
+        df = df.map_partitions(_with_rows, plan, meta=meta)
     out = [*plan.keep, *plan.feature_names]
     if not plan.stages:
         return df.map_partitions(_finish, out, meta=_finish(df._meta, out))
@@ -193,7 +193,7 @@ def build_features(
     lead_key = list(lead.key)
     lead_on = lead_key[0] if len(lead_key) == 1 else lead_key
     base = ["tx_id", "ts", "amount", *labels]
-    kept = [ROW, *base, *plan.keep, *(name for _, name in plan.calendar), *lead.columns]
+    kept = [ROW, *base, *plan.keep, *plan.row_names, *lead.columns]
     main = df[list(dict.fromkeys(kept))].shuffle(
         on=lead_on, npartitions=nparts, shuffle_method=method
     )

@@ -7,156 +7,59 @@ builder groups specs by entity and computes each group in one pass after one shu
 Output names come from templates (``names``, keyed by output) with these fields: ``{entity}`` the
 entity columns joined by ``_``, ``{window}`` the window as written (``1d``), ``{days}`` the window
 in whole days, ``{column}`` the counted column of a distinct count. Unset keys fall back to the
-defaults in :data:`DEFAULT_NAMES`.
+spec class's ``default_names``.
 
-This module imports no dask (the CLI imports it when composing the config).
+Each spec dataclass lives with its feature kind (:mod:`fraud_dask.features.kinds`); the fields of
+:class:`FeaturesConf` that hold specs are the registry of kinds, in plan order
+(:func:`spec_groups`). This module imports no dask and no numba (the CLI imports it when
+composing the config).
 """
 
 from __future__ import annotations
 
-import enum
-import re
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_WINDOW_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-NS = 1_000_000_000
+from fraud_dask.features.durations import NS, parse_window, window_days, window_label
+from fraud_dask.features.kinds.base import FeatureSpec
+from fraud_dask.features.kinds.calendar import CalendarConf, CalendarField
+from fraud_dask.features.kinds.frequency import FrequencySpec
+from fraud_dask.features.kinds.recency import RecencySpec
+from fraud_dask.features.kinds.relative import AmountRelativeSpec
+from fraud_dask.features.kinds.risk import RiskSpec
+from fraud_dask.features.kinds.target_encoding import TargetEncodingSpec
+from fraud_dask.features.kinds.window import Agg, WindowSpec
 
-
-class Agg(enum.StrEnum):
-    """Aggregations of ``amount`` over an entity window."""
-
-    count = "count"
-    sum = "sum"
-    mean = "mean"
-    std = "std"
-    min = "min"
-    max = "max"
-
-
-class CalendarField(enum.StrEnum):
-    """Calendar features of the transaction time (in ``CalendarConf.timezone``)."""
-
-    hour = "hour"
-    weekday = "weekday"
-    weekend = "weekend"
-    night = "night"
-
-
-@dataclass
-class WindowSpec:
-    """Aggregates of the entity's transactions with ``ts`` in ``(t - offset - w, t - offset]``.
-
-    With ``offset`` 0 the right edge is the current row in (ts, tx_id) order: later rows of the
-    same second are not seen; ``include_current: false`` drops the current row itself.
-    Outputs: one per agg (``count``, ``sum``, ...) and ``distinct`` per column of ``distinct``.
-    """
-
-    entity: list[str] = MISSING
-    windows: list[str] = field(default_factory=lambda: ["1d"])
-    aggs: list[Agg] = field(default_factory=lambda: [Agg.count])
-    #: columns whose number of distinct values in the window is counted (e.g. device_id)
-    distinct: list[str] = field(default_factory=list)
-    include_current: bool = True
-    #: shift the window into the past (e.g. the handbook's 7-day label delay); null = none
-    offset: str | None = None
-    #: skip this spec (with a note in the result) when a column is missing, instead of failing
-    optional: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class RiskSpec:
-    """Fraud rate of the entity's past transactions whose labels are known at ``t``.
-
-    ``delay`` set: the window is ``(t - delay - w, t - delay]`` and every label in it counts as
-    known (the handbook's rule). ``delay`` null: the window is ``(t - w, t]`` before the current
-    row and a label counts only where ``label_ts <= t``. Outputs: ``count`` (rows with a usable
-    label), ``frauds``, ``risk`` = frauds / count (0 when count is 0).
-    """
-
-    entity: list[str] = MISSING
-    windows: list[str] = field(default_factory=lambda: ["30d"])
-    delay: str | None = None
-    outputs: list[str] = field(default_factory=lambda: ["count", "risk"])
-    optional: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class RecencySpec:
-    """Seconds since the entity's previous transaction (NaN for its first)."""
-
-    entity: list[str] = MISSING
-    optional: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class AmountRelativeSpec:
-    """The amount against the entity's history in ``window``: ratio to mean, z-score.
-
-    By default the history excludes the current row. NaN where the history is too short
-    (no rows for the ratio, fewer than two rows or zero spread for the z-score).
-    """
-
-    entity: list[str] = MISSING
-    window: str = "30d"
-    include_current: bool = False
-    outputs: list[str] = field(default_factory=lambda: ["ratio", "zscore"])
-    optional: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class FrequencySpec:
-    """Frequency encoding: how often the value was seen before ``t`` (in ``window``; null = ever).
-
-    A count, not a share: a share needs a global running total, which ties every row to all
-    others; the count is point-in-time and per value.
-    """
-
-    column: list[str] = MISSING
-    window: str | None = None
-    include_current: bool = False
-    optional: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class TargetEncodingSpec:
-    """Time-aware target encoding: smoothed fraud rate of the value's past, known labels only.
-
-    ``(frauds + smoothing * prior) / (count + smoothing)`` over the value's transactions before
-    ``t`` (in ``window``; null = ever) whose label is known at ``t`` (``label_ts <= t``, or
-    ``ts <= t - delay`` when ``delay`` is set).
-    """
-
-    column: list[str] = MISSING
-    window: str | None = None
-    delay: str | None = None
-    smoothing: float = 20.0
-    prior: float = 0.01
-    optional: bool = False
-    names: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class CalendarConf:
-    """Calendar features; ``night`` is ``hour <= night_end_hour`` (handbook: 6)."""
-
-    fields: list[CalendarField] = field(default_factory=list)
-    timezone: str = "UTC"
-    night_end_hour: int = 6
-    names: dict[str, str] = field(default_factory=dict)
+__all__ = [
+    "NS",
+    "Agg",
+    "AmountRelativeSpec",
+    "CalendarConf",
+    "CalendarField",
+    "FeaturesConf",
+    "FrequencySpec",
+    "RecencySpec",
+    "RiskSpec",
+    "TargetEncodingSpec",
+    "WindowSpec",
+    "as_features_conf",
+    "parse_window",
+    "spec_groups",
+    "window_days",
+    "window_label",
+]
 
 
 @dataclass
 class FeaturesConf:
-    """Schema of the ``features`` config group."""
+    """Schema of the ``features`` config group.
+
+    Every field holding a :class:`~fraud_dask.features.kinds.base.FeatureSpec` (or a list of
+    them) is a feature kind's config group; a new kind is registered by adding its field here.
+    """
 
     name: str = "custom"
     calendar: CalendarConf = field(default_factory=CalendarConf)
@@ -188,71 +91,27 @@ class FeaturesConf:
     output: str | None = None
 
 
-DEFAULT_NAMES: dict[str, dict[str, str]] = {
-    "windows": {
-        **{a.value: "{entity}_" + a.value + "_{window}" for a in Agg},
-        "distinct": "{entity}_distinct_{column}_{window}",
-    },
-    "risk": {
-        "count": "{entity}_risk_count_{window}",
-        "frauds": "{entity}_risk_frauds_{window}",
-        "risk": "{entity}_risk_{window}",
-    },
-    "recency": {"seconds": "{entity}_secs_since_prev"},
-    "amount_relative": {
-        "ratio": "{entity}_amount_ratio_{window}",
-        "zscore": "{entity}_amount_zscore_{window}",
-    },
-    "frequency": {"count": "{entity}_freq_{window}"},
-    "target_encoding": {"te": "{entity}_te_{window}"},
-    "calendar": {f.value: "tx_" + f.value for f in CalendarField},
-}
-
-
-def parse_window(text: str | None, what: str = "window") -> int | None:
-    """Parse a duration such as ``"1s"``, ``"15m"``, ``"1h"`` or ``"90d"`` into nanoseconds.
+def spec_groups(conf: FeaturesConf) -> list[tuple[str, list[FeatureSpec]]]:
+    """The config groups of feature kinds and their specs, in field (= plan) order.
 
     Parameters
     ----------
-    text : str or None
-        The duration; None (or ``"all"``) means unbounded and returns None.
-    what : str
-        Named in the error message.
+    conf : FeaturesConf
+        A typed config (:func:`as_features_conf`).
 
     Returns
     -------
-    int or None
-        The duration in nanoseconds, or None for an unbounded window.
-
-    Raises
-    ------
-    ValueError
-        The text is not ``<positive integer><s|m|h|d>``.
+    list of (str, list of FeatureSpec)
+        ``("calendar", [CalendarConf(...)])``, ``("windows", [WindowSpec(...), ...])``, ...
     """
-    if text is None or str(text).strip().lower() in ("all", "inf", "none"):
-        return None
-    match = _WINDOW_RE.match(str(text))
-    if not match or int(match.group(1)) <= 0:
-        raise ValueError(
-            f"features: {what} {text!r} is not a duration; expected a positive integer "
-            "followed by s, m, h or d (e.g. '1h', '30d')"
-        )
-    return int(match.group(1)) * _UNITS[match.group(2)] * NS
-
-
-def window_label(text: str | None) -> str:
-    """The ``{window}`` name field: the window as written, ``all`` for an unbounded one."""
-    return "all" if parse_window(text) is None else str(text).strip()
-
-
-def window_days(text: str | None) -> str:
-    """The ``{days}`` name field: the window in whole days (error if it is not whole days)."""
-    ns = parse_window(text)
-    if ns is None or ns % (86400 * NS):
-        raise ValueError(
-            f"features: the name field {{days}} needs a whole-day window, got {text!r}"
-        )
-    return str(ns // (86400 * NS))
+    out = []
+    for f in dataclasses.fields(conf):
+        value = getattr(conf, f.name)
+        if isinstance(value, FeatureSpec):
+            out.append((f.name, [value]))
+        elif isinstance(value, list) and any(isinstance(v, FeatureSpec) for v in value):
+            out.append((f.name, list(value)))
+    return out
 
 
 def as_features_conf(conf: Any) -> FeaturesConf:

@@ -274,7 +274,7 @@ def read_period(
         return PeriodRead(whole.kept, None, (whole,))
     cut = start - pd.Timedelta(horizon, unit="ns")
     recent = read_transactions(data_cfg, start=cut, end=end)
-    keys = [list(s.key) for s in plan.stages if any(op.kind == "recency" for op in s.ops)]
+    keys = [list(s.key) for s in plan.stages if s.needs_previous]
     if not (exact_recency and keys):
         return PeriodRead(recent.kept, cut, (recent,))
     try:

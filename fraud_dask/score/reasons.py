@@ -6,8 +6,8 @@ transaction are its ``top`` inputs with the largest positive contributions, larg
 
 Codes are derived from the feature names alone (``card_id_count_1h`` -> ``CARD_ID_COUNT_1H``),
 so the same feature spec gives the same codes in every model version, batch or online; the
-catalog adds a sentence per code built from the feature spec (what is counted, over which entity
-and window).
+catalog adds a sentence per code: each feature's operation describes itself (its ``describe``
+method in :mod:`fraud_dask.features.kinds`: what is counted, over which entity and window).
 """
 
 from __future__ import annotations
@@ -19,69 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from fraud_dask.features.config import FeaturesConf, as_features_conf
-from fraud_dask.features.plan import make_plan
+from fraud_dask.features.plan import make_plan, spec_columns
 
-_NS = 1_000_000_000
 _RAW = {
     "amount": "transaction amount",
     "client_id": "merchant client",
     "category": "merchant category",
-}
-_AGG = {
-    "count": "number of transactions",
-    "sum": "total amount",
-    "mean": "average amount",
-    "std": "spread of amounts",
-    "min": "smallest amount",
-    "max": "largest amount",
 }
 
 
 def reason_code(feature: str) -> str:
     """The stable code of an input: its name upper-cased, other characters as ``_``."""
     return re.sub(r"[^A-Z0-9]+", "_", feature.upper()).strip("_")
-
-
-def _duration(ns: int | None) -> str:
-    if ns is None:
-        return "all history"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if ns % (size * _NS) == 0:
-            return f"{ns // (size * _NS)}{unit}"
-    return f"{ns // _NS}s"
-
-
-def _spec_columns(conf: FeaturesConf) -> list[str]:
-    cols = ["tx_id", "ts", "amount", "is_fraud", "label_ts"]
-    for group in (conf.windows, conf.risk, conf.recency, conf.amount_relative):
-        for spec in group:
-            cols.extend(spec.entity)
-            cols.extend(getattr(spec, "distinct", []))
-    for group in (conf.frequency, conf.target_encoding):
-        for spec in group:
-            cols.extend(spec.column)
-    return list(dict.fromkeys(cols))
-
-
-def _describe(kind: str, key: str, entity: str, op: Any) -> str:
-    span = _duration(op.width)
-    if kind == "window":
-        if key.startswith("distinct:"):
-            return f"distinct {key.split(':', 1)[1]} of the {entity} in {span}"
-        late = f", {_duration(op.offset)} ago" if op.offset else ""
-        return f"{_AGG.get(key, key)} of the {entity} in {span}{late}"
-    if kind == "risk":
-        what = {"count": "labelled transactions", "frauds": "known frauds", "risk": "fraud rate"}
-        return f"{what.get(key, key)} of the {entity} in {span} (labels known at the time)"
-    if kind == "te":
-        return f"fraud rate of this {entity} value in {span} (smoothed, labels known at the time)"
-    if kind == "recency":
-        return f"time since the {entity}'s previous transaction"
-    if kind == "relative":
-        what = "amount / average" if key == "ratio" else "amount z-score"
-        return f"{what} against the {entity}'s history in {span}"
-    return f"{key} of the {entity}"
 
 
 def reason_catalog(features: Any, columns: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -99,21 +48,16 @@ def reason_catalog(features: Any, columns: Sequence[str]) -> dict[str, dict[str,
     dict
         Input name -> ``{"code": ..., "description": ...}``, in ``columns`` order.
     """
-    conf = features if isinstance(features, FeaturesConf) else as_features_conf(features)
-    plan = make_plan(conf, _spec_columns(conf))
+    plan = make_plan(features, spec_columns(features))
     text: dict[str, str] = {}
-    for field, name in plan.calendar:
-        text[name] = {
-            "hour": "hour of the day",
-            "weekday": "day of the week",
-            "weekend": "made on a weekend",
-            "night": f"made at night (hour <= {plan.night_end_hour})",
-        }[field]
+    for row_op in plan.rows:
+        for key, name in row_op.outputs:
+            text[name] = row_op.describe(key)
     for stage in plan.stages:
         entity = "+".join(stage.key)
         for op in stage.ops:
             for key, name in op.outputs:
-                text[name] = _describe(op.kind, key, entity, op)
+                text[name] = op.describe(key, entity)
     return {
         c: {"code": reason_code(c), "description": text.get(c, _RAW.get(c, c.replace("_", " ")))}
         for c in columns
