@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fraud_dask.config import SECRET_KEYS, redacted
 from fraud_dask.errors import UserError
 
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -49,27 +50,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-SECRET_KEYS = ("key", "secret", "password", "token", "tls_client_key")
-
-
-def redacted(cfg: Any) -> Any:
-    """The resolved config with secret values (PAN hash keys, credentials) replaced by '***'."""
-    from omegaconf import OmegaConf
-
-    def scrub(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: "***" if isinstance(k, str) and k.endswith(SECRET_KEYS) and v else scrub(v)
-                for k, v in node.items()
-            }
-        if isinstance(node, list):
-            return [scrub(v) for v in node]
-        return node
-
-    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    return OmegaConf.create(scrub(plain))
 
 
 def _summary(task: str, result: dict[str, Any], run_dir: Path) -> str:

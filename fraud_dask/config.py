@@ -55,6 +55,28 @@ class Config:
     seed: int = 42
 
 
+#: config keys whose values are secrets (matched on the end of the key)
+SECRET_KEYS = ("key", "secret", "password", "token", "tls_client_key")
+
+
+def redacted(cfg: Any) -> Any:
+    """The resolved config with secret values (PAN hash keys, credentials) replaced by '***'."""
+    from omegaconf import OmegaConf
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {
+                k: "***" if isinstance(k, str) and k.endswith(SECRET_KEYS) and v else scrub(v)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return node
+
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return OmegaConf.create(scrub(plain))
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore

@@ -98,7 +98,7 @@ class ModelBundle:
     name: str
     version: int
     path: str
-    model: Any  # fraud_dask.train.TrainedModel
+    model: Any  # fraud_dask.train.Model (XGBoostModel, LogisticModel...)
     features: dict[str, Any]
     config: dict[str, Any]
     metrics: dict[str, Any]
@@ -483,7 +483,7 @@ class Registry:
         ValueError
             A file is missing or does not match the manifest (the file is named).
         """
-        from fraud_dask.train.model import TrainedModel
+        from fraud_dask.train import Model
 
         version = self.resolve(name, ref)
         folder = f"{self._dir(name)}/{version}"
@@ -504,7 +504,7 @@ class Registry:
                         f"registry: {path} does not match its manifest (size {len(data)}, "
                         f"expected {info['bytes']}; sha256 differs): the bundle is damaged"
                     )
-        model = TrainedModel.load(
+        model = Model.load(
             self.fs.unstrip_protocol(f"{folder}/model"), storage_options=self._options()
         )
         return ModelBundle(
@@ -543,8 +543,8 @@ class Registry:
         ----------
         name : str
             Model name.
-        model : fraud_dask.train.TrainedModel
-            The fitted model (saved in XGBoost's UBJSON or as JSON coefficients).
+        model : fraud_dask.train.Model
+            The fitted model (saved in its own format: XGBoost UBJSON, JSON coefficients...).
         features : FeaturesConf, DictConfig or mapping
             The feature spec the model's inputs come from (scoring rebuilds features from it).
         config : DictConfig or mapping

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from fraud_dask.data.pan import luhn_valid
 from fraud_dask.registry import Registry
-from fraud_dask.train.model import TrainedModel
+from fraud_dask.train import XGBoostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def _registry_with_one_version(path: Path) -> None:
     x = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
     y = (x["a"] > 0.5).astype(int)
     booster = xgb.train({"max_depth": 2, "nthread": 1}, xgb.DMatrix(x, y), num_boost_round=2)
-    model = TrainedModel("xgboost", ["a", "b"], {}, "cpu", booster, 1, None, {"rows": 200})
+    model = XGBoostModel(["a", "b"], info={"rows": 200}, booster=booster, best_iteration=1)
     features = {"name": "tiny", "windows": [{"entity": ["card_id"], "windows": ["1d"]}]}
     version = Registry(str(path)).register(
         "fraud", model, features=features, config=OmegaConf.create({"seed": 0})

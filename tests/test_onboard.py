@@ -44,8 +44,9 @@ def _cfg(tmp_path: Path, root: Path, *extra: str):
 def test_onboard_profiles_trains_compares_and_reports(client, tmp_path, client_x, capsys):
     from fraud_dask.split import select_test
     from fraud_dask.tasks import onboard
-    from fraud_dask.tasks.train import feature_frame, folds_of
-    from fraud_dask.train import TrainedModel
+    from fraud_dask.train import Model
+    from fraud_dask.train.folds import folds_of
+    from fraud_dask.train.frame import read_feature_frame
 
     root, raw = client_x
     cfg = _cfg(tmp_path, root)
@@ -77,14 +78,14 @@ def test_onboard_profiles_trains_compares_and_reports(client, tmp_path, client_x
     assert any("terminal_id" in s for s in out["skipped_features"])
 
     # the client model's pooled AP is scikit-learn's on the same scored test rows
-    frame = feature_frame(cfg, client)
+    frame = read_feature_frame(cfg.data, cfg.features, client)[0]
     folds = folds_of(cfg, frame, "test")
     ys, scores = [], []
     for fold in folds:
         test = select_test(
             frame, fold, rule=cfg.split.known_compromised, since=cfg.split.known_since
         ).compute()
-        model = TrainedModel.load(str(tmp_path / "run" / "models" / fold.name / "xgboost"))
+        model = Model.load(str(tmp_path / "run" / "models" / fold.name / "xgboost"))
         ys.append(test["is_fraud"].to_numpy())
         scores.append(model.predict_partition(test))
     model_eval = out["evaluation"]["models"]["client model (xgboost)"]

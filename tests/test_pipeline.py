@@ -35,14 +35,15 @@ def test_pipeline_writes_metrics_report_and_models(client, tmp_path):
     from fraud_dask.__main__ import _jsonable
     from fraud_dask.split import split_frame
     from fraud_dask.tasks import pipeline
-    from fraud_dask.tasks.train import feature_frame, folds_of
-    from fraud_dask.train import TrainedModel
+    from fraud_dask.train import Model
+    from fraud_dask.train.folds import folds_of
+    from fraud_dask.train.frame import read_feature_frame
 
     cfg = small_cfg(tmp_path)
     out = pipeline.run(cfg, client)
     json.dumps(_jsonable(out))  # metrics.json material
 
-    folds = folds_of(cfg, feature_frame(cfg, client), "test")
+    folds = folds_of(cfg, read_feature_frame(cfg.data, cfg.features, client)[0], "test")
     assert [f.name for f in folds] == ["test-0", "test-1", "test-2"]
     per_fold = out["test"]["per_fold"]
     assert list(per_fold) == ["test-0", "test-1", "test-2"]
@@ -54,10 +55,10 @@ def test_pipeline_writes_metrics_report_and_models(client, tmp_path):
     assert set(out["stages"]) >= {"generate", "features", "train", "evaluate", "total"}
 
     # Independent answer: fold test-1 scored by the reloaded model in pandas, scikit-learn.
-    frame = feature_frame(cfg, client)
+    frame = read_feature_frame(cfg.data, cfg.features, client)[0]
     fold = folds[1]
     test = split_frame(frame, fold, cfg.split)[1].compute()  # the configured removal rule
-    model = TrainedModel.load(str(tmp_path / "run" / "models" / "test-1" / "xgboost"))
+    model = Model.load(str(tmp_path / "run" / "models" / "test-1" / "xgboost"))
     scores = model.predict_partition(test)
     y = test["is_fraud"].to_numpy()
     assert per_fold["test-1"]["n"] == len(test)
@@ -88,7 +89,7 @@ def test_pipeline_writes_metrics_report_and_models(client, tmp_path):
     registry = Registry.from_conf(cfg.registry)
     assert str(tmp_path / "home") in str(cfg.registry.path)
     bundle = registry.load(cfg.registry.name, "champion")
-    saved = TrainedModel.load(str(tmp_path / "run" / "models" / "test-0" / "xgboost"))
+    saved = Model.load(str(tmp_path / "run" / "models" / "test-0" / "xgboost"))
     assert bytes(bundle.model.booster.save_raw("json")) == bytes(saved.booster.save_raw("json"))
     assert bundle.model.best_iteration == saved.best_iteration
     assert bundle.manifest["fingerprint"]["rows"] > 0

@@ -20,13 +20,13 @@ import xgboost as xgb
 from omegaconf import OmegaConf
 
 from fraud_dask.registry import Registry, data_fingerprint, git_revision
-from fraud_dask.train.model import TrainedModel
+from fraud_dask.train import XGBoostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = {"name": "tiny", "windows": [{"entity": ["card_id"], "windows": ["1d"]}]}
 
 
-def make_model(seed: int = 0, rounds: int = 5) -> tuple[TrainedModel, pd.DataFrame]:
+def make_model(seed: int = 0, rounds: int = 5) -> tuple[XGBoostModel, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     x = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
     y = (x["a"] + 0.5 * rng.normal(size=400) > 1).astype(int)
@@ -35,7 +35,7 @@ def make_model(seed: int = 0, rounds: int = 5) -> tuple[TrainedModel, pd.DataFra
         xgb.DMatrix(x, y),
         num_boost_round=rounds,
     )
-    model = TrainedModel("xgboost", ["a", "b"], {}, "cpu", booster, rounds - 1, None, {"rows": 400})
+    model = XGBoostModel(["a", "b"], info={"rows": 400}, booster=booster, best_iteration=rounds - 1)
     return model, x
 
 
@@ -523,7 +523,7 @@ def test_pipeline_registers_source_and_newest_training_period(client, tmp_path):
 
     from fraud_dask.config import compose
     from fraud_dask.split import Fold
-    from fraud_dask.tasks.pipeline import register_newest
+    from fraud_dask.train.folds import register_newest
 
     cfg = compose(
         [

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fraud_dask.train import ModelConf, TrainedModel, feature_columns, train
+from fraud_dask.train import Model, ModelConf, feature_columns, train
 from fraud_dask.train.encode import encode_partition
 
 CATS = ["food", "fuel", "games", "travel"]
@@ -232,7 +232,7 @@ def test_saved_model_is_ubjson_and_reloads_to_identical_predictions(client, tmp_
     raw = (tmp_path / "model" / "model.ubj").read_bytes()
     assert written["model"].endswith("model.ubj") and raw[:1] == b"{"  # UBJSON object
     assert not raw.startswith(b"\x80")  # not a pickle
-    again = TrainedModel.load(str(tmp_path / "model"))
+    again = Model.load(str(tmp_path / "model"))
     assert again.columns == model.columns and again.categories == model.categories
     a = model.score(to_dask(pdf, 3)).compute()["score"].to_numpy()
     b = again.score(to_dask(pdf, 2)).compute()["score"].to_numpy()
@@ -245,7 +245,7 @@ def test_saved_model_is_ubjson_and_reloads_to_identical_predictions(client, tmp_
 def test_balance_spreads_rows_evenly_over_workers(client):
     import dask.dataframe as dd
 
-    from fraud_dask.train.fit import balance
+    from fraud_dask.train.balance import balance
 
     pdf = make_frame(n=3_001, seed=1)
     lopsided = dd.concat(
@@ -287,7 +287,7 @@ def test_logistic_baseline_matches_scikit_learn(client, tmp_path, tolerance):
     assert roc_auc_score(y, got) == pytest.approx(roc_auc_score(y, want), abs=2e-3)
     np.testing.assert_allclose(model.coef["coef"], sk.coef_.ravel(), rtol=0.05, atol=0.02)
     model.save(str(tmp_path / "lr"))
-    again = TrainedModel.load(str(tmp_path / "lr"))
+    again = Model.load(str(tmp_path / "lr"))
     np.testing.assert_array_equal(again.predict_partition(pdf), model.predict_partition(pdf))
 
 

@@ -19,7 +19,7 @@ def _kinds(model) -> list[str]:
 
 
 def test_frauds_are_dealt_evenly_over_worker_partitions(client):
-    from fraud_dask.train.fit import balance_stratified
+    from fraud_dask.train.balance import balance_stratified
 
     pdf = make_frame(4000, seed=1)
     # every fraud in the last tenth of the rows (as a late, short fraud burst would be)
@@ -101,7 +101,7 @@ def test_test_fold_without_frauds_is_left_out_of_the_means_and_flagged(client):
     import dask.dataframe as dd
 
     from fraud_dask.metrics import evaluate
-    from fraud_dask.tasks.evaluate import _aggregate, fold_warnings
+    from fraud_dask.train.evaluate import aggregate, fold_warnings
 
     rng = np.random.default_rng(5)
 
@@ -125,7 +125,7 @@ def test_test_fold_without_frauds_is_left_out_of_the_means_and_flagged(client):
         "test-1": evaluate(scored(2000, 0), by_day=False, by_client=False, curves=False),
         "test-2": evaluate(scored(2000, 8), by_day=False, by_client=False, curves=False),
     }
-    agg = _aggregate(per_fold)
+    agg = aggregate(per_fold)
     aps = [per_fold["test-0"]["average_precision"], per_fold["test-2"]["average_precision"]]
     assert agg["average_precision"] == np.mean(aps)
     assert agg["average_precision_folds"] == 2

@@ -12,7 +12,6 @@ scored row is complete. :func:`score_period` chains the two with the bundle's fe
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,27 +20,13 @@ import numpy as np
 import pandas as pd
 
 from fraud_dask.data.schema import STRING_DTYPE
-from fraud_dask.score.reasons import contributions, reason_code, top_reasons
+from fraud_dask.score.reasons import reason_code, top_reasons
 from fraud_dask.train.encode import encode_partition
 
 log = logging.getLogger(__name__)
 
-#: Boosters loaded in this process (a worker scores many partitions with one model).
-_BOOSTERS: dict[str, Any] = {}
 #: Columns of the transactions carried into the scores when present.
 CARRY = ("tx_id", "ts", "card_id", "client_id", "amount", "is_fraud", "label_ts")
-
-
-def booster_from_raw(raw: bytes) -> Any:
-    """An XGBoost booster from UBJSON bytes, cached per process (by digest)."""
-    import xgboost as xgb
-
-    key = hashlib.sha256(raw).hexdigest()
-    if key not in _BOOSTERS:
-        booster = xgb.Booster(model_file=bytearray(raw))
-        booster.set_param({"nthread": 1})
-        _BOOSTERS[key] = booster
-    return _BOOSTERS[key]
 
 
 def reason_columns(top: int) -> list[str]:
@@ -65,10 +50,11 @@ def score_partition(
     ----------
     part : pandas.DataFrame
         Rows holding the model's inputs.
-    model : fraud_dask.train.TrainedModel
-        The model (for XGBoost its booster may be None when ``raw`` is given).
+    model : fraud_dask.train.Model
+        The model, or its :meth:`~fraud_dask.train.Model.shell` when ``raw`` is given.
     raw : bytes or None
-        The booster's UBJSON bytes (XGBoost), loaded once per process.
+        The bytes the shell scores with (XGBoost: the booster's UBJSON, loaded once per
+        process).
     top : int
         Reason codes per row.
     threshold : float
@@ -84,28 +70,12 @@ def score_partition(
     """
     out = part[list(keep)].copy()
     matrix = encode_partition(part, model.columns, model.categories).to_numpy(np.float32)
-    if model.kind == "xgboost":
-        import xgboost as xgb
-
-        booster = booster_from_raw(raw) if raw is not None else model.booster
-        if len(part):
-            dm = xgb.DMatrix(
-                matrix,
-                feature_names=list(model.columns),
-                feature_types=booster.feature_types,
-                enable_categorical=bool(model.categories),
-            )
-            score = booster.predict(dm, iteration_range=model.iteration_range)
-        else:
-            score = np.empty(0, np.float32)
-    else:
-        score = model.predict_partition(part)
-        booster = None
+    score = model.predict_matrix(matrix, raw)
     score = np.asarray(score, dtype=np.float32)
     out["score"] = score
     out["alert"] = score >= np.float32(threshold)
     if len(part) and top > 0:
-        contribs = contributions(model, matrix, booster)
+        contribs = model.contributions(matrix, raw)
         reasons = top_reasons(contribs, [reason_code(c) for c in model.columns], top)
     else:
         reasons = [np.empty(0, dtype=object) for _ in range(top)]
@@ -130,7 +100,7 @@ def score_features(
     ----------
     frame : dask.dataframe.DataFrame
         Rows holding the model's inputs (e.g. ``build_features`` output).
-    model : fraud_dask.train.TrainedModel
+    model : fraud_dask.train.Model
         The model to score with.
     top : int
         Reason codes per row (0: none).
@@ -163,14 +133,10 @@ def score_features(
         )
     if top < 0:
         raise ValueError(f"score: top_reasons must be >= 0, got {top}")
-    raw = None
-    shell = model
-    if model.kind == "xgboost":
-        raw = dask.delayed(bytes(model.booster.save_raw("ubj")), pure=True)
-        shell = type(model)(
-            model.kind, model.columns, model.categories, model.device, None,
-            model.best_iteration, model.coef, {},
-        )  # fmt: skip
+    # Batch scoring runs on the workers' CPUs whatever device the model trained on (the
+    # reasons' TreeSHAP is CPU code); a large model travels once in the graph, not per task.
+    shell, raw_bytes = dataclasses.replace(model, device="cpu").shell()
+    raw = dask.delayed(raw_bytes, pure=True) if raw_bytes is not None else None
     kwargs = {"top": top, "threshold": threshold, "keep": keep, "version": version}
     meta = _meta(frame._meta, keep, top)
     return frame.map_partitions(score_partition, shell, raw, **kwargs, meta=meta)

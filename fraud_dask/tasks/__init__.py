@@ -1,7 +1,9 @@
 """Tasks: plain functions ``run(cfg, client) -> dict`` that work from Python, a notebook or the CLI.
 
 ``python -m fraud_dask task=NAME`` composes the config, opens one cluster session and calls
-``fraud_dask.tasks.NAME.run``; the returned dict becomes the run's ``metrics.json``.
+``fraud_dask.tasks.NAME.run``; the returned dict becomes the run's ``metrics.json``. A task is
+thin: it reads its options here and calls library functions; it never imports another task (or
+``__main__``). This module imports no dask.
 """
 
 from __future__ import annotations
@@ -65,6 +67,28 @@ class TaskConf:
     # onboard: the registry model whose champion is compared with the client model (null: the
     # source's own model, registry.name)
     champion: str | None = None
+
+
+def task_option(cfg: Any, key: str, default: Any) -> Any:
+    """``cfg.task.<key>``, or ``default`` where the task config has no such field."""
+    task = cfg.get("task") if hasattr(cfg, "get") else None
+    value = task.get(key, default) if task is not None and hasattr(task, "get") else default
+    return getattr(value, "value", value)
+
+
+def models_dir(cfg: Any) -> str:
+    """Where fold models are saved and read: ``task.model_dir``, else ``<run_dir>/models``."""
+    given = task_option(cfg, "model_dir", None)
+    return str(given) if given else f"{str(cfg.run_dir).rstrip('/')}/models"
+
+
+def read_features(cfg: Any, client: Any) -> tuple[Any, Any]:
+    """:func:`fraud_dask.train.frame.read_feature_frame` of ``cfg.data`` and ``cfg.features``,
+    or of the dataset ``task.features_path`` (written by ``task=features``) when set."""
+    from fraud_dask.train.frame import read_feature_frame
+
+    path = task_option(cfg, "features_path", None)
+    return read_feature_frame(cfg.data, cfg.features, client, features_path=path)
 
 
 def get_task(name: str | TaskName) -> Callable[[Any, Any], dict[str, Any]]:

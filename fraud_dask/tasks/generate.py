@@ -1,17 +1,12 @@
 """``task=generate``: write the synthetic transactions of ``data.synthetic`` to ``data.path``.
 
-The rows come from :func:`fraud_dask.data.synthetic.generate` and are written by
-:func:`fraud_dask.data.io.write_datasets` (hive-partitioned by day, atomic, a rerun replaces the
-dataset); the per-scenario counts are computed in the same pass, so every row is generated once.
+See :func:`fraud_dask.data.synthetic.write.write_synthetic`: hive-partitioned by day, atomic (a
+rerun replaces the dataset), every row generated once.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 
 def run(cfg: Any, client: Any) -> dict[str, Any]:
@@ -28,72 +23,8 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``rows_written``, ``fraud_rows``, ``fraud_rate``, ``scenarios`` (rows per scenario name),
-        ``customers``, ``terminals``, ``clients``, ``days``, ``partitions``, ``seconds``,
-        ``rows_per_s`` and ``output`` (the dataset path).
-
-    Raises
-    ------
-    ValueError
-        ``data.path`` is missing, or ``data.synthetic`` is invalid (the field is named).
-    RuntimeError
-        The files written do not hold exactly the planned number of rows.
+        See :func:`~fraud_dask.data.synthetic.write.write_synthetic`.
     """
-    import dask
-    from omegaconf import OmegaConf
+    from fraud_dask.data.synthetic.write import write_synthetic
 
-    from fraud_dask.data.io import write_datasets
-    from fraud_dask.data.synthetic import Scenario, as_synthetic_conf, generate, make_plan
-
-    data = cfg.data
-    if "path" not in data or OmegaConf.is_missing(data, "path") or not data.path:
-        raise ValueError("task=generate: data.path is not set (where to write the dataset)")
-    path = str(data.path)
-    options = data.get("storage_options")
-    storage_options = OmegaConf.to_container(options, resolve=True) if options else {}
-    partition_column = str(data.get("partition_column") or "day")
-    conf = as_synthetic_conf(data.synthetic)
-    plan = make_plan(conf)
-    ddf = generate(conf)
-    log.info(
-        "generating %d rows (%d customers, %d terminals, %d days) in %d partitions -> %s",
-        plan.n_rows,
-        plan.n_customers,
-        plan.n_terminals,
-        plan.n_days,
-        ddf.npartitions,
-        path,
-    )
-    start = time.perf_counter()
-    with dask.config.set(scheduler=client):
-        rows, *counts = write_datasets(
-            [(ddf, path, (partition_column,))],
-            storage_options,  # type: ignore[arg-type]
-            # one tree reduction per scenario: no shuffle, and generated in the same pass
-            extra=[(ddf["scenario"] == int(s)).sum() for s in Scenario],
-        )
-    seconds = time.perf_counter() - start
-    scenarios = {s.name: int(n) for s, n in zip(Scenario, counts, strict=True)}
-    if rows != plan.n_rows or sum(scenarios.values()) != plan.n_rows:
-        raise RuntimeError(
-            f"task=generate: planned {plan.n_rows} rows, wrote {rows} to {path} "
-            f"(counted {sum(scenarios.values())})"
-        )
-    fraud = rows - scenarios[Scenario.genuine.name]
-    log.info(
-        "wrote %d rows (%.3f%% fraud) in %.1f s to %s", rows, 100 * fraud / rows, seconds, path
-    )
-    return {
-        "rows_written": int(rows),
-        "fraud_rows": int(fraud),
-        "fraud_rate": fraud / rows,
-        "scenarios": scenarios,
-        "customers": plan.n_customers,
-        "terminals": plan.n_terminals,
-        "clients": plan.n_clients,
-        "days": plan.n_days,
-        "partitions": ddf.npartitions,
-        "seconds": round(seconds, 3),
-        "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None,
-        "output": path,
-    }
+    return write_synthetic(cfg.data, client)

@@ -23,6 +23,8 @@ import logging
 import time
 from typing import Any
 
+from fraud_dask.tasks import models_dir, task_option
+
 log = logging.getLogger(__name__)
 
 #: counts kept beside the client-facing figures of an evaluation (fraud_dask.metrics.evaluate)
@@ -83,8 +85,6 @@ def _pooled(scored: list[Any], k: int, max_fpr: float) -> dict[str, Any]:
 
 def _champion(cfg: Any, registry: Any) -> tuple[Any, str | None]:
     """The champion bundle to compare with, or (None, why not)."""
-    from fraud_dask.tasks.train import task_option
-
     name = str(task_option(cfg, "champion", None) or cfg.registry.name)
     if name not in registry.names():
         return None, f"no model named {name!r} in the registry {registry.url} yet"
@@ -162,9 +162,8 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     from fraud_dask.onboard import console_summary, profile_source, write_onboard_report
     from fraud_dask.registry import Registry
     from fraud_dask.split import select_test
-    from fraud_dask.tasks.evaluate import evaluate_folds
-    from fraud_dask.tasks.pipeline import register_newest
-    from fraud_dask.tasks.train import fold_plan, folds_of, task_option, train_folds
+    from fraud_dask.train.evaluate import evaluate_folds
+    from fraud_dask.train.folds import fold_plan, folds_of, register_newest, train_folds
 
     stages: dict[str, float] = {}
     started = t = time.perf_counter()
@@ -190,9 +189,10 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
 
     log.info("onboard 3/5: folds and training (%s)", cfg.model.kind)
     t = time.perf_counter()
-    trained = train_folds(cfg, client, frame)
+    which = str(task_option(cfg, "folds", "test"))
+    trained = train_folds(cfg, client, frame, which=which, model_dir=models_dir(cfg))
     models = trained.pop("_models")
-    folds = folds_of(cfg, frame, str(task_option(cfg, "folds", "test")))
+    folds = folds_of(cfg, frame, which)
     split = trained["split"] if fold_plan(cfg, frame) is not None else {"mode": "fixed"}
     split = dict(split)
     split.setdefault("folds", {"test": [f.to_dict() for f in folds]})
@@ -211,7 +211,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
 
     log.info("onboard 4/5: evaluation of the client model and the champion")
     t = time.perf_counter()
-    metrics, full = evaluate_folds(cfg, frame, models, folds)
+    metrics, full = evaluate_folds(cfg, frame, models, folds, k=k, max_fpr=max_fpr)
     for fold in folds:
         ev = full[metrics["model"]][fold.name]
         shown[fold.name] |= {"test_rows_kept": ev.get("n"), "test_frauds_kept": ev.get("n_fraud")}

@@ -12,6 +12,8 @@ import logging
 import time
 from typing import Any
 
+from fraud_dask.tasks import models_dir, read_features, task_option
+
 log = logging.getLogger(__name__)
 
 
@@ -43,31 +45,34 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         ``search``, ``chosen_params``, ``device``, ``stages`` (seconds) and ``report``; the
         source read's ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
     """
-    from fraud_dask.tasks.evaluate import evaluate_folds, report
-    from fraud_dask.tasks.train import folds_of, read_feature_frame, task_option, train_folds
+    from fraud_dask.train.evaluate import evaluate_folds, write_fold_report
+    from fraud_dask.train.folds import folds_of, register_newest, train_folds
 
     stages: dict[str, float] = {}
     out: dict[str, Any] = {}
     started = time.perf_counter()
     if cfg.data.name == "synthetic" and not _dataset_exists(cfg):
-        from fraud_dask.tasks.generate import run as generate
+        from fraud_dask.data.synthetic.write import write_synthetic
 
         log.info("pipeline 1/4: generating synthetic data into %s", cfg.data.path)
-        out["generate"] = {k: v for k, v in generate(cfg, client).items() if k != "scenarios"}
+        written = write_synthetic(cfg.data, client)
+        out["generate"] = {k: v for k, v in written.items() if k != "scenarios"}
         stages["generate"] = time.perf_counter() - started
     log.info("pipeline 2/4: features (%s)", cfg.features.name)
     t = time.perf_counter()
-    frame, read = read_feature_frame(cfg, client)
+    frame, read = read_features(cfg, client)
     stages["features"] = time.perf_counter() - t
     log.info("pipeline 3/4: training (%s)", cfg.model.kind)
     t = time.perf_counter()
-    trained = train_folds(cfg, client, frame)
+    which = str(task_option(cfg, "folds", "test"))
+    trained = train_folds(cfg, client, frame, which=which, model_dir=models_dir(cfg))
     models = trained.pop("_models")
     stages["train"] = time.perf_counter() - t
     log.info("pipeline 4/4: evaluation and report")
     t = time.perf_counter()
-    folds = folds_of(cfg, frame, str(task_option(cfg, "folds", "test")))
-    metrics, full = evaluate_folds(cfg, frame, models, folds)
+    folds = folds_of(cfg, frame, which)
+    k, max_fpr = int(task_option(cfg, "k", 100)), float(task_option(cfg, "max_fpr", 0.01))
+    metrics, full = evaluate_folds(cfg, frame, models, folds, k=k, max_fpr=max_fpr)
     notes = [
         f"data: {cfg.data.name}; features: {cfg.features.name}; model: {trained['model']} "
         f"on {trained['device']}; folds: {trained['folds']} ({len(folds)})",
@@ -76,7 +81,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     ]
     warnings = trained["warnings"] + metrics["warnings"]
     notes = [f"WARNING: {w['message']}" for w in warnings] + notes
-    metrics["report"] = report(cfg, metrics, full, models, folds, notes)
+    metrics["report"] = write_fold_report(cfg, metrics, full, models, folds, notes)
     stages["evaluate"] = time.perf_counter() - t
     if cfg.registry.register:
         t = time.perf_counter()
@@ -90,62 +95,3 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     out["stages"] = {k: round(v, 2) for k, v in stages.items()}
     log.info("pipeline done in %.1f s; report: %s", stages["total"], metrics["report"])
     return out
-
-
-def register_newest(
-    cfg: Any, frame: Any, models: dict[str, Any], folds: list[Any], metrics: dict[str, Any]
-) -> dict[str, Any]:
-    """Register the newest fold's model (the one trained on the most recent data).
-
-    The bundle carries the feature spec, the run's config (secrets redacted), the evaluation
-    metrics, the source (``data.name`` and the redacted ``data.path``), the training period
-    (the fold's first and last training day, its rows and frauds) and a fingerprint of those
-    rows. It goes to ``registry.name`` (by default ``fraud-<data.name>``).
-    """
-    from fraud_dask.__main__ import redacted
-    from fraud_dask.registry import Registry, data_fingerprint, redact_url
-    from fraud_dask.split import select_train
-
-    newest = max(folds, key=lambda f: f.train_end)
-    kind = str(getattr(cfg.model.kind, "value", cfg.model.kind))
-    model = models[newest.name][kind]
-    rows = select_train(frame, newest)
-    fingerprint = data_fingerprint(rows)
-    training = {
-        "fold": newest.name,
-        "start": newest.train_start.isoformat(),
-        "end": newest.train_end.isoformat(),
-        "rows": fingerprint["rows"],
-        "frauds": int(rows["is_fraud"].sum().compute()),
-    }
-    name = str(cfg.registry.name)
-    config = redacted(cfg)
-    config.data.path = redact_url(str(config.data.path))  # redacted() sees keys, not URLs
-    registry = Registry.from_conf(cfg.registry)
-    version = registry.register(
-        name,
-        model,
-        features=cfg.features,
-        config=config,
-        metrics=metrics,
-        fingerprint=fingerprint,
-        source=cfg.data,
-        training=training,
-        promote=bool(cfg.registry.promote_on_register),
-        alias=str(cfg.registry.alias),
-    )
-    log.info(
-        "registered %s version %d (fold %s, trained %s..%s) in %s",
-        name,
-        version,
-        newest.name,
-        training["start"],
-        training["end"],
-        cfg.registry.path,
-    )
-    return {
-        "name": name,
-        "version": version,
-        "fold": newest.name,
-        "path": str(cfg.registry.path),
-    }

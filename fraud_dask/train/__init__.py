@@ -1,9 +1,13 @@
 """Training: distributed XGBoost (CPU or CUDA) and a logistic baseline, saved without pickle.
 
 The functional layer is :func:`train` (``client``, lazy train and validation frames, a
-:class:`ModelConf`, a resolved device) returning a :class:`TrainedModel`, which scores lazily
-(:meth:`TrainedModel.score`) and saves in XGBoost's own format (:meth:`TrainedModel.save`).
-This package imports neither dask nor xgboost until a function needs them.
+:class:`ModelConf`, a resolved device) returning a fitted :class:`Model` of the configured kind
+(:data:`MODELS`: :class:`XGBoostModel`, :class:`LogisticModel`), which scores lazily
+(:meth:`Model.score`), explains a score (:meth:`Model.contributions`) and saves in its own
+format (:meth:`Model.save`, :meth:`Model.load`). :mod:`fraud_dask.train.folds` trains over the
+time-based folds and selects parameters on the validation folds; :mod:`fraud_dask.train.evaluate`
+measures the fold models on their test rows. This package imports neither dask nor xgboost until
+a function needs them.
 """
 
 from __future__ import annotations
@@ -18,18 +22,33 @@ from fraud_dask.train.config import (
     conf_value,
     feature_columns,
 )
-from fraud_dask.train.model import TrainedModel
+from fraud_dask.train.models import (
+    MODELS,
+    LogisticModel,
+    Model,
+    XGBoostModel,
+    conf_with,
+    model_class,
+)
 
 __all__ = [
     "FORBIDDEN",
+    "MODELS",
+    "BASELINE",
     "Imbalance",
+    "LogisticModel",
+    "Model",
     "ModelConf",
     "ModelKind",
-    "TrainedModel",
+    "XGBoostModel",
     "feature_columns",
+    "model_class",
     "train",
     "train_baseline",
 ]
+
+#: The kind of the baseline trained beside the main model (``model.baseline``), and its name.
+BASELINE = LogisticModel.kind
 
 
 def train(
@@ -41,7 +60,7 @@ def train(
     *,
     label: str = "is_fraud",
     seed: int = 0,
-) -> TrainedModel:
+) -> Model:
     """Train the configured model on the cluster.
 
     Parameters
@@ -51,9 +70,10 @@ def train(
     train_frame : dask.dataframe.DataFrame
         Training rows with the inputs and the label (lazy).
     valid_frame : dask.dataframe.DataFrame or None
-        Later-in-time rows for early stopping (XGBoost); None: ``num_boost_round`` rounds.
+        Later-in-time rows: early stopping for a kind that uses them (XGBoost; None:
+        ``num_boost_round`` rounds), more training rows for the others.
     conf : ModelConf or DictConfig
-        The ``model`` config.
+        The ``model`` config; ``kind`` chooses the class in :data:`MODELS`.
     device : str
         ``cpu`` or ``cuda``, as resolved by :func:`fraud_dask.cluster.resolve_device`.
     label : str
@@ -63,34 +83,28 @@ def train(
 
     Returns
     -------
-    TrainedModel
+    Model
 
     Raises
     ------
     ValueError
-        Bad inputs (see :func:`feature_columns`), a period with one class only, an empty frame.
+        Bad inputs (see :func:`feature_columns`), a period with one class only, an empty frame,
+        an unknown ``model.kind``.
     """
-    from fraud_dask.train.fit import fit_logistic, fit_xgboost
-
     if device not in ("cpu", "cuda"):
         raise ValueError(f"train: device must be resolved to 'cpu' or 'cuda', got {device!r}")
-    kind = conf_value(conf, "kind", "xgboost")
-    if kind == "logistic":
-        frame = train_frame
-        if valid_frame is not None:
-            import dask.dataframe as dd
+    cls = model_class(conf_value(conf, "kind", "xgboost"))
+    return cls.fit(client, train_frame, valid_frame, conf, device, label=label, seed=seed)
 
-            frame = dd.concat([train_frame, valid_frame])
-        return fit_logistic(client, frame, conf, label=label, seed=seed)
-    if kind != "xgboost":
-        raise ValueError(f"model.kind: got {kind!r}, expected xgboost or logistic")
-    return fit_xgboost(client, train_frame, valid_frame, conf, device, label=label, seed=seed)
+
+def baseline_conf(conf: Any) -> dict[str, Any]:
+    """The config of the baseline of ``conf``: its inputs, with ``baseline_params``."""
+    params = conf_value(conf, "baseline_params", {}) or {}
+    return conf_with(conf, kind=BASELINE, params=dict(params))
 
 
 def train_baseline(
     client: Any, train_frame: Any, conf: Any, *, label: str = "is_fraud", seed: int = 0
-) -> TrainedModel:
-    """Fit the logistic baseline of ``conf`` (dask-ml) on ``train_frame``; see :func:`train`."""
-    from fraud_dask.train.fit import fit_logistic
-
-    return fit_logistic(client, train_frame, conf, label=label, seed=seed)
+) -> Model:
+    """Fit the baseline of ``conf`` (``baseline_params``) on ``train_frame``; see :func:`train`."""
+    return train(client, train_frame, None, baseline_conf(conf), "cpu", label=label, seed=seed)

@@ -1,0 +1,386 @@
+"""Distributed XGBoost: ``xgboost.dask`` with ``DaskQuantileDMatrix`` and hist, CPU or CUDA.
+
+:meth:`XGBoostModel.fit` trains on frauds dealt evenly over the workers' partitions
+(:func:`fraud_dask.train.balance.balance_stratified`, each partition holding the encoded float32
+matrix), early-stops on a later-in-time validation frame, weighs the rare class as configured and
+uses native categories, on CPU or CUDA (cupy) with the same code. Predictions always use
+``iteration_range=(0, best_iteration + 1)``; contributions are the exact path-dependent TreeSHAP
+values (:class:`fraud_dask.score.treeshap.TreeShap`, those of ``pred_contribs=True``). The model
+is saved in XGBoost's own UBJSON format (``model.ubj``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import time
+import weakref
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from fraud_dask.train.balance import balance_stratified
+from fraud_dask.train.config import conf_value, feature_columns, xgb_params
+from fraud_dask.train.encode import encode_partition, feature_types, learn_categories, matrix_meta
+from fraud_dask.train.models.base import Model, conf_with
+
+log = logging.getLogger(__name__)
+
+#: Boosters loaded in this process, by digest of their bytes and device (workers score many
+#: partitions with one model).
+_BOOSTERS: dict[str, Any] = {}
+#: TreeShap tables per booster (weakly held) and iteration range.
+_TREESHAP: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], Any]] = weakref.WeakKeyDictionary()
+#: The class-weight column of the balanced training partitions.
+_WEIGHT = "__fraud_dask_weight__"
+
+
+def _booster_from_raw(raw: bytes, device: str) -> Any:
+    import xgboost as xgb
+
+    key = hashlib.sha256(raw).hexdigest() + device
+    if key not in _BOOSTERS:
+        booster = xgb.Booster(model_file=bytearray(raw))
+        booster.set_param({"device": device, "nthread": 1})
+        _BOOSTERS[key] = booster
+    return _BOOSTERS[key]
+
+
+def _tree_shap(booster: Any, iteration_range: tuple[int, int]) -> Any:
+    from fraud_dask.score.treeshap import TreeShap
+
+    per_booster = _TREESHAP.setdefault(booster, {})
+    if iteration_range not in per_booster:
+        per_booster[iteration_range] = TreeShap(booster, iteration_range)
+    return per_booster[iteration_range]
+
+
+@dataclass
+class XGBoostModel(Model):
+    """A booster and the round early stopping chose.
+
+    Attributes
+    ----------
+    booster : xgboost.Booster or None
+        The model (None in a :meth:`shell`).
+    best_iteration : int or None
+        Best round (0-based) chosen by early stopping, else the last round.
+    """
+
+    kind: ClassVar[str] = "xgboost"
+    uses_validation: ClassVar[bool] = True
+
+    booster: Any = None
+    best_iteration: int | None = None
+
+    @property
+    def iteration_range(self) -> tuple[int, int]:
+        """``(0, best_iteration + 1)``: the rounds predictions use."""
+        if self.best_iteration is None:
+            raise ValueError(f"{self.kind} model has no boosting rounds")
+        return 0, int(self.best_iteration) + 1
+
+    def _raw(self) -> bytes:
+        return bytes(self.booster.save_raw("ubj"))
+
+    def shell(self) -> tuple[Self, bytes | None]:
+        return replace(self, booster=None, info={}), self._raw()
+
+    def predict_matrix(
+        self, matrix: np.ndarray | pd.DataFrame, raw: bytes | None = None
+    ) -> np.ndarray:
+        import xgboost as xgb
+
+        booster = _booster_from_raw(raw if raw is not None else self._raw(), self.device)
+        if not len(matrix):
+            return np.empty(0, dtype=np.float32)
+        data: Any = np.asarray(matrix, dtype=np.float32)
+        if self.device == "cuda":
+            import cupy
+
+            data = cupy.asarray(data)
+        dm = xgb.DMatrix(
+            data,
+            feature_names=list(self.columns),
+            feature_types=booster.feature_types,
+            enable_categorical=True,
+        )
+        out = booster.predict(dm, iteration_range=self.iteration_range)
+        return np.asarray(out.get() if hasattr(out, "get") else out, dtype=np.float32)
+
+    def contributions(self, matrix: np.ndarray, raw: bytes | None = None) -> np.ndarray:
+        """Exact TreeSHAP values of the rounds predictions use (the bias column dropped)."""
+        booster = self.booster if raw is None else _booster_from_raw(raw, self.device)
+        out = _tree_shap(booster, self.iteration_range).contributions(matrix)
+        return np.asarray(out[:, :-1])
+
+    def feature_importance(self, kind: str = "gain") -> dict[str, float]:
+        """XGBoost's importance of each input: ``gain`` (or ``weight``, ``cover``...)."""
+        scores = self.booster.get_score(importance_type=kind)
+        return {c: float(scores.get(c, 0.0)) for c in self.columns}
+
+    def _state(self) -> dict[str, Any]:
+        return {"best_iteration": self.best_iteration}
+
+    def _write(self, fs: Any, root: str) -> str:
+        target = f"{root}/model.ubj"
+        with fs.open(target, "wb") as fh:
+            fh.write(self._raw())
+        return target
+
+    @classmethod
+    def _read(cls, fs: Any, root: str, meta: dict[str, Any]) -> Self:
+        import xgboost as xgb
+
+        with fs.open(f"{root}/model.ubj", "rb") as fh:
+            booster = xgb.Booster(model_file=bytearray(fh.read()))
+        return cls(**cls._common(meta), booster=booster, best_iteration=meta.get("best_iteration"))
+
+    @classmethod
+    def fit(
+        cls,
+        client: Any,
+        train_frame: Any,
+        valid_frame: Any | None,
+        conf: Any,
+        device: str,
+        *,
+        label: str = "is_fraud",
+        seed: int = 0,
+    ) -> Self:
+        """Train XGBoost on the cluster (see :func:`fraud_dask.train.train`).
+
+        A validation period with one class only turns early stopping off (its rows join the
+        training rows); partitions with one class and an early stop at round 1 are warnings in
+        ``info["warnings"]``. With ``refit``, the model is retrained on the whole period with the
+        best round count.
+        """
+        import xgboost.dask as dxgb
+
+        columns = feature_columns(train_frame.dtypes, conf, label)
+        categorical = list(conf_value(conf, "categorical", []) or [])
+        cats = learn_categories(train_frame, categorical, conf_value(conf, "categories", {}) or {})
+        params = xgb_params(conf) | {"device": device, "seed": int(seed)}
+        params.setdefault("nthread", 1)
+        rounds = int(conf_value(conf, "num_boost_round", 100))
+        stop = conf_value(conf, "early_stopping_rounds")
+        imbalance = conf_value(conf, "imbalance", "none")
+        needed = [*columns, label]
+        warnings: list[dict[str, Any]] = []
+        n, pos = _label_counts(train_frame, label)
+        if pos == 0 or pos == n:
+            raise ValueError(
+                f"train: the training period has {pos} fraud(s) among {n} rows; "
+                "both classes are needed"
+            )
+        early = valid_frame is not None and stop is not None and int(stop) > 0
+        valid_rows, valid_pos = 0, 0
+        if valid_frame is not None:
+            valid_rows, valid_pos = _label_counts(valid_frame, label)
+            if valid_pos == 0 or valid_pos == valid_rows:
+                import dask.dataframe as dd
+
+                message = (
+                    f"the early-stopping period holds {valid_pos} fraud(s) among {valid_rows} "
+                    f"rows: AUC-PR is undefined there, so early stopping is off and "
+                    f"model.num_boost_round={rounds} rounds are trained on the whole period"
+                )
+                log.warning("xgboost: %s", message)
+                warnings.append({"kind": "validation_frauds", "message": message})
+                train_frame = dd.concat([train_frame[needed], valid_frame[needed]])
+                n, pos = n + valid_rows, pos + valid_pos
+                early, valid_frame, valid_rows, valid_pos = False, None, 0, 0
+        pos_weight = conf_value(conf, "pos_weight")
+        pos_weight = float(pos_weight) if pos_weight is not None else (n - pos) / pos
+        if imbalance == "scale_pos_weight":
+            params["scale_pos_weight"] = pos_weight
+        matrices = _Matrices(client, columns, cats, label, device, params, conf, warnings)
+        dtrain = matrices.train(train_frame[needed], pos_weight if imbalance == "weights" else None)
+        log.info("xgboost: %d rows (%d frauds), %d inputs, device=%s", n, pos, len(columns), device)
+        evals = None
+        if valid_frame is not None:
+            # Only the later period is evaluated: the metric on the training rows would cost a
+            # pass (and, for AUC-PR, a distributed sort) over them every round, for nothing.
+            evals = [(matrices.valid(valid_frame[needed], dtrain), "valid")]
+        started = time.perf_counter()
+        out = dxgb.train(
+            client,
+            params,
+            dtrain,
+            num_boost_round=rounds,
+            evals=evals,
+            early_stopping_rounds=int(stop) if early else None,
+            verbose_eval=False,
+        )
+        booster = out["booster"]
+        best = int(booster.best_iteration) if early else booster.num_boosted_rounds() - 1
+        seconds = time.perf_counter() - started
+        if early and best == 0:
+            _warn_best_round_1(warnings, booster.num_boosted_rounds(), valid_rows, valid_pos)
+        log.info(
+            "xgboost: %d rounds in %.1f s%s",
+            booster.num_boosted_rounds(),
+            seconds,
+            f", best round {best + 1} on the validation rows" if early else "",
+        )
+        info = {
+            "rows": n,
+            "frauds": pos,
+            "valid_rows": valid_rows,
+            "valid_frauds": valid_pos,
+            "warnings": warnings,
+            "pos_weight": pos_weight,
+            "imbalance": imbalance,
+            "params": params,
+            "rounds_trained": booster.num_boosted_rounds(),
+            "seconds": round(seconds, 2),
+            "history": out.get("history", {}),
+        }
+        model = cls(columns, cats, device, info, booster=booster, best_iteration=best)
+        if early and valid_frame is not None and conf_value(conf, "refit", False):
+            import dask.dataframe as dd
+
+            refit_conf = conf_with(
+                conf, num_boost_round=best + 1, early_stopping_rounds=None, refit=False
+            )
+            whole = dd.concat([train_frame[needed], valid_frame[needed]])
+            refit = cls.fit(client, whole, None, refit_conf, device, label=label, seed=seed)
+            refit.info |= {"early_stopping": info, "refit": True}
+            refit.info["warnings"] = warnings + list(refit.info.get("warnings", []))
+            return refit
+        return model
+
+
+class _Matrices:
+    """``DaskQuantileDMatrix`` of the balanced, encoded training and validation rows."""
+
+    def __init__(
+        self,
+        client: Any,
+        columns: list[str],
+        cats: dict[str, list[str]],
+        label: str,
+        device: str,
+        params: dict[str, Any],
+        conf: Any,
+        warnings: list[dict[str, Any]],
+    ) -> None:
+        self.client, self.columns, self.cats, self.label = client, columns, cats, label
+        self.device, self.warnings = device, warnings
+        self.max_bin = int(params.get("max_bin", 256))
+        self.ppw = int(conf_value(conf, "partitions_per_worker", 1))
+        self.common = dict(
+            feature_names=columns,
+            feature_types=feature_types(columns, cats),
+            enable_categorical=bool(cats),
+        )
+
+    def _balanced(self, frame: Any, weight: float | None, period: str) -> tuple[Any, list[int]]:
+        # The balanced partitions hold the encoded float32 matrix itself: the DMatrix reads
+        # them without another pass over the raw rows.
+        meta = matrix_meta(self.columns).assign(**{self.label: np.empty(0, np.float32)})
+        if weight is not None:
+            meta[_WEIGHT] = np.empty(0, np.float32)
+        prepare = functools.partial(
+            _model_rows, columns=self.columns, cats=self.cats, label=self.label, weight=weight
+        )
+        part, sizes, frauds = balance_stratified(
+            self.client, frame, self.label, self.ppw, prepare=prepare, meta=meta
+        )
+        _warn_single_class(self.warnings, period, frauds, sizes)
+        return part, sizes
+
+    def train(self, frame: Any, weight: float | None) -> Any:
+        import xgboost.dask as dxgb
+
+        part, sizes = self._balanced(frame, weight, "training")
+        return dxgb.DaskQuantileDMatrix(
+            self.client,
+            _matrix(part, self.columns, self.device, sizes),
+            _vector(part[self.label], self.device, sizes),
+            weight=_vector(part[_WEIGHT], self.device, sizes) if weight is not None else None,
+            max_bin=self.max_bin,
+            **self.common,
+        )
+
+    def valid(self, frame: Any, ref: Any) -> Any:
+        import xgboost.dask as dxgb
+
+        part, sizes = self._balanced(frame, None, "early-stopping")
+        return dxgb.DaskQuantileDMatrix(
+            self.client,
+            _matrix(part, self.columns, self.device, sizes),
+            _vector(part[self.label], self.device, sizes),
+            ref=ref,
+            max_bin=self.max_bin,
+            **self.common,
+        )
+
+
+def _label_counts(frame: Any, label: str) -> tuple[int, int]:
+    import dask
+
+    n, pos = dask.compute(frame[label].count(), frame[label].sum())
+    return int(n), int(pos)
+
+
+def _model_rows(
+    part: pd.DataFrame, columns: list[str], cats: dict, label: str, weight: float | None
+) -> pd.DataFrame:
+    """The float32 model matrix of ``part`` plus the label (and a class weight) columns."""
+    out = encode_partition(part, columns, cats)
+    y = part[label].to_numpy(dtype=np.float32)
+    out[label] = y
+    if weight is not None:
+        out[_WEIGHT] = (1.0 + (weight - 1.0) * (y == 1)).astype(np.float32)
+    return out
+
+
+def _matrix(frame: Any, columns: list[str], device: str, lengths: list[int]) -> Any:
+    x = frame[columns]
+    if device != "cuda":
+        return x
+    import cupy
+
+    arr = x.to_dask_array(lengths=lengths)
+    return arr.map_blocks(cupy.asarray, dtype=np.float32, meta=cupy.empty((0, len(columns))))
+
+
+def _vector(series: Any, device: str, lengths: list[int]) -> Any:
+    series = series.astype("float32")
+    if device != "cuda":
+        return series
+    import cupy
+
+    arr = series.to_dask_array(lengths=lengths)
+    return arr.map_blocks(cupy.asarray, dtype=np.float32, meta=cupy.empty((0,)))
+
+
+def _warn_single_class(
+    warnings: list[dict[str, Any]], period: str, frauds: list[int], sizes: list[int]
+) -> None:
+    """Note partitions that hold one class only (fewer frauds than partitions)."""
+    lonely = [i for i, (p, m) in enumerate(zip(frauds, sizes, strict=True)) if p == 0 or p == m]
+    if lonely:
+        message = (
+            f"{len(lonely)} of {len(sizes)} worker partitions of the {period} rows hold one class "
+            f"only ({sum(frauds)} frauds for {len(sizes)} partitions)"
+        )
+        log.warning("xgboost: %s", message)
+        warnings.append({"kind": "single_class_partition", "message": message})
+
+
+def _warn_best_round_1(
+    warnings: list[dict[str, Any]], rounds: int, valid_rows: int, valid_pos: int
+) -> None:
+    message = (
+        f"early stopping chose round 1 of {rounds}: the validation "
+        f"period ({valid_rows} rows, {valid_pos} frauds) did not improve after the first "
+        "tree, so the model is a single tree; give early stopping a longer period "
+        "(model.valid_days / model.valid_min_frauds) or check the labels"
+    )
+    log.warning("xgboost: %s", message)
+    warnings.append({"kind": "best_round_1", "message": message})
