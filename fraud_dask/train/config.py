@@ -118,6 +118,14 @@ class ModelConf:
         Metric of :func:`fraud_dask.metrics.evaluate` that picks the winner of ``search``.
     partitions_per_worker : int
         Training partitions per worker after rebalancing.
+    retries : int
+        Attempts of an XGBoost fit after the first when a worker is lost (or the fit passes
+        ``timeout_s``); then the run fails with one line (:mod:`fraud_dask.train.guard`).
+    timeout_s : float or None
+        Seconds one XGBoost fit may take; None: derived from the rows and rounds.
+    collective_timeout_s : int or None
+        Seconds a worker may wait in one of XGBoost's collective operations (a peer that died
+        makes it fail instead of waiting forever); None: no timeout.
     """
 
     kind: ModelKind = ModelKind.xgboost
@@ -140,6 +148,9 @@ class ModelConf:
     search: dict[str, list[Any]] = field(default_factory=dict)
     select_metric: str = "average_precision"
     partitions_per_worker: int = 1
+    retries: int = 2
+    timeout_s: float | None = None
+    collective_timeout_s: int | None = 60
 
 
 def conf_value(conf: Any, key: str, default: Any = None) -> Any:

@@ -25,6 +25,12 @@ import pandas as pd
 from fraud_dask.train.balance import balance_stratified
 from fraud_dask.train.config import conf_value, feature_columns, xgb_params
 from fraud_dask.train.encode import encode_partition, feature_types, learn_categories, matrix_meta
+from fraud_dask.train.guard import (
+    COLLECTIVE_TIMEOUT_S,
+    collective_config,
+    default_bound,
+    run_guarded,
+)
 from fraud_dask.train.models.base import Model, conf_with
 
 log = logging.getLogger(__name__)
@@ -197,24 +203,45 @@ class XGBoostModel(Model):
         pos_weight = float(pos_weight) if pos_weight is not None else (n - pos) / pos
         if imbalance == "scale_pos_weight":
             params["scale_pos_weight"] = pos_weight
-        matrices = _Matrices(client, columns, cats, label, device, params, conf, warnings)
-        dtrain = matrices.train(train_frame[needed], pos_weight if imbalance == "weights" else None)
         log.info("xgboost: %d rows (%d frauds), %d inputs, device=%s", n, pos, len(columns), device)
-        evals = None
-        if valid_frame is not None:
-            # Only the later period is evaluated: the metric on the training rows would cost a
-            # pass (and, for AUC-PR, a distributed sort) over them every round, for nothing.
-            evals = [(matrices.valid(valid_frame[needed], dtrain), "valid")]
+        row_weight = pos_weight if imbalance == "weights" else None
+        fit_warnings: list[dict[str, Any]] = []
+        collective_s = conf_value(conf, "collective_timeout_s", COLLECTIVE_TIMEOUT_S)
+
+        def attempt() -> Any:
+            # the whole fit, so that a retry after a lost worker rebuilds the balanced
+            # partitions and matrices on the workers there are now
+            fit_warnings.clear()
+            matrices = _Matrices(client, columns, cats, label, device, params, conf, fit_warnings)
+            dtrain = matrices.train(train_frame[needed], row_weight)
+            evals = None
+            if valid_frame is not None:
+                # Only the later period is evaluated: the metric on the training rows would cost
+                # a pass (and, for AUC-PR, a distributed sort) over them every round, for nothing.
+                evals = [(matrices.valid(valid_frame[needed], dtrain), "valid")]
+            return dxgb.train(
+                client,
+                params,
+                dtrain,
+                num_boost_round=rounds,
+                evals=evals,
+                early_stopping_rounds=int(stop) if early else None,
+                verbose_eval=False,
+                coll_cfg=collective_config(collective_s),
+            )
+
         started = time.perf_counter()
-        out = dxgb.train(
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        bound = conf_value(conf, "timeout_s")
+        out = run_guarded(
             client,
-            params,
-            dtrain,
-            num_boost_round=rounds,
-            evals=evals,
-            early_stopping_rounds=int(stop) if early else None,
-            verbose_eval=False,
+            attempt,
+            what=f"xgboost on {n} rows",
+            retries=int(conf_value(conf, "retries", 2) or 0),
+            bound_s=float(bound) if bound else default_bound(n + valid_rows, rounds, workers),
+            collective_timeout_s=collective_s,
         )
+        warnings.extend(fit_warnings)
         booster = out["booster"]
         best = int(booster.best_iteration) if early else booster.num_boosted_rounds() - 1
         seconds = time.perf_counter() - started
