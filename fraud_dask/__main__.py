@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fraud_dask.config import SECRET_KEYS, redacted
-from fraud_dask.errors import UserError
+from fraud_dask.errors import RunFailed, UserError
 
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
@@ -35,6 +35,9 @@ USAGE_ERROR = 2
 _FULL_ERROR = "HYDRA_FULL_ERROR"
 #: one line per job that failed with a UserError in this process (main() exits 2 if any)
 _failed_jobs: list[str] = []
+#: the failed jobs whose cause was not the input (RunFailed): main() exits 1 if all are such
+_run_failures: list[str] = []
+RUN_FAILED = 1
 
 
 def _jsonable(value: Any) -> Any:
@@ -129,7 +132,7 @@ def execute(cfg: Any) -> dict[str, Any]:
                     result = task(cfg, client)
             else:
                 result = task(cfg, client)
-    except UserError:
+    except (UserError, RunFailed):
         # performance_report writes on the way out; a run the user has to fix and redo leaves
         # no report behind (a bug keeps its report, which may help to find it)
         report.unlink(missing_ok=True)
@@ -165,7 +168,7 @@ def _hydra_main(cfg: Any) -> Any:
     with _HydraReraises.task():
         try:
             return execute(cfg)
-        except UserError as exc:
+        except (UserError, RunFailed) as exc:
             if _full_error_requested():
                 raise
             # Returned, not raised: Hydra would add a line of its own ("Error executing job
@@ -175,6 +178,8 @@ def _hydra_main(cfg: Any) -> Any:
                 where = f"job {hc.job.num} ({' '.join(overrides)}): "
             _report(f"{where}{exc}")
             _failed_jobs.append(str(exc))
+            if isinstance(exc, RunFailed):
+                _run_failures.append(str(exc))
             return None
 
 
@@ -272,7 +277,7 @@ def main() -> None:
                 _report(_config_error_line(exc))
                 sys.exit(USAGE_ERROR)
     if _failed_jobs:
-        sys.exit(USAGE_ERROR)
+        sys.exit(RUN_FAILED if len(_run_failures) == len(_failed_jobs) else USAGE_ERROR)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ derives from the built-in type its raise site used before, so ``except ValueErro
 
 from __future__ import annotations
 
-__all__ = ["InputNotFoundError", "InputTypeError", "UserError"]
+__all__ = ["InputNotFoundError", "InputTypeError", "RunFailed", "UserError"]
 
 
 class UserError(ValueError):
@@ -32,3 +32,13 @@ class InputNotFoundError(UserError, FileNotFoundError):
 
 class InputTypeError(UserError, TypeError):
     """A column of the user's data has a type that cannot be used (the file and column named)."""
+
+
+class RunFailed(RuntimeError):
+    """The run could not finish for a reason outside the code and the input (e.g. the cluster
+    lost a worker on every attempt of a fit); one line naming what failed and why. The CLI prints
+    it as ``error: MESSAGE`` and exits with status 1."""
+
+    def __str__(self) -> str:
+        text = str(self.args[0]) if self.args else ""
+        return " ".join(text.split())

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from fraud_dask.errors import RunFailed
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -34,7 +36,7 @@ COLLECTIVE_TIMEOUT_S = 60
 WAIT_WORKERS_S = 120.0
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(RunFailed):
     """A fit failed on every attempt (a lost worker, or a fit past its bound); one line."""
 
 
