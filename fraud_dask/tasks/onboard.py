@@ -132,6 +132,98 @@ def _champion_warnings(bundle: Any, cfg: Any, folds: list[Any]) -> list[dict[str
     return out
 
 
+def _shown_folds(
+    split: dict[str, Any], training: dict[str, Any], folds: list[Any]
+) -> dict[str, dict[str, Any]]:
+    """The evaluated folds as the report shows them, with their training rows and frauds."""
+    shown = {f["name"]: f for f in split["folds"].get("test", [])}
+    for fold in folds:
+        entry = training.get(fold.name, {})
+        shown.setdefault(fold.name, fold.to_dict())
+        shown[fold.name] |= {
+            "train_rows": entry.get("rows"),
+            "train_frauds": entry.get("frauds"),
+            "valid_days": entry.get("valid_days"),
+            "valid_frauds": entry.get("valid_frauds"),
+        }
+    return shown
+
+
+def _evaluation(
+    cfg: Any,
+    client: Any,
+    frame: Any,
+    kept: Any,
+    folds: list[Any],
+    *,
+    models: dict[str, Any],
+    full: dict[str, dict[str, Any]],
+    main: str,
+    k: int,
+    max_fpr: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The client model (``models``: fold -> model, ``full``: its evaluation per fold, shown as
+    ``main``) beside the champion on the same test rows: pooled figures, per fold and per month,
+    notes; and the champion's warnings."""
+    from fraud_dask.metrics import evaluate
+    from fraud_dask.registry import Registry
+    from fraud_dask.split import select_test
+
+    warnings: list[dict[str, Any]] = []
+    registry = Registry.from_conf(cfg.registry)
+    bundle, why_not = _champion(cfg, registry)
+    champ_frame = None
+    if bundle is not None:
+        try:
+            champ_frame = _champion_frame(cfg, bundle, kept, frame, client)
+            missing = [c for c in bundle.model.columns if c not in champ_frame.columns]
+            if missing:
+                champ_frame, why_not = (
+                    None,
+                    f"its inputs {missing} cannot be built from this source",
+                )
+        except ValueError as err:  # the champion's spec needs columns this source lacks
+            champ_frame, why_not = None, f"its features cannot be built from this source ({err})"
+    champ_label = f"champion {bundle.name} v{bundle.version}" if bundle is not None else ""
+    if champ_frame is None and bundle is not None:
+        log.warning("onboard: the champion %s is not compared: %s", champ_label, why_not)
+    scored: dict[str, list[Any]] = {main: []}
+    per_fold: dict[str, dict[str, Any]] = {main: {}}
+    for fold in folds:
+        period = {"test_period": f"{fold.test_start}..{fold.test_end}"}
+        per_fold[main][fold.name] = _client_figures(full[fold.name], k) | period
+        test = select_test(
+            frame, fold, rule=cfg.split.known_compromised, since=cfg.split.known_since
+        )
+        scored[main].append(models[fold.name].score(test))
+        if champ_frame is not None:
+            ctest = select_test(
+                champ_frame, fold, rule=cfg.split.known_compromised, since=cfg.split.known_since
+            )
+            cscored = bundle.model.score(ctest).persist()
+            ev = evaluate(cscored, k=k, max_fpr=max_fpr, by_day=False, curves=False)
+            per_fold.setdefault(champ_label, {})[fold.name] = _client_figures(ev, k) | period
+            scored.setdefault(champ_label, []).append(cscored)
+    evaluation: dict[str, Any] = {"models": {}, "notes": []}
+    for label, parts in scored.items():
+        evaluation["models"][label] = _pooled(parts, k, max_fpr) | {"per_fold": per_fold[label]}
+    if bundle is not None and champ_frame is not None:
+        warnings += _champion_warnings(bundle, cfg, folds)
+        trained_on = (bundle.source or {}).get("name", "an unknown source")
+        trained_in = bundle.training or {}
+        evaluation["notes"].append(
+            f"{champ_label} (trained on {trained_on}, {trained_in.get('start', '?')}.."
+            f"{trained_in.get('end', '?')}) scored on the same test rows"
+        )
+    elif why_not:
+        evaluation["notes"].append(f"no champion compared: {why_not}")
+    evaluation["notes"].append(
+        "pooled: every fold's test rows, each scored by the model trained for that fold; "
+        "cards already known compromised before a test day are left out of it"
+    )
+    return evaluation, warnings
+
+
 def run(cfg: Any, client: Any) -> dict[str, Any]:
     """Onboard ``cfg.data``: profile, folds, features, client model, champion, report.
 
@@ -158,10 +250,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     from fraud_dask.features.build import build_features
     from fraud_dask.features.config import as_features_conf
     from fraud_dask.features.plan import make_plan
-    from fraud_dask.metrics import evaluate
     from fraud_dask.onboard import console_summary, profile_source, write_onboard_report
-    from fraud_dask.registry import Registry
-    from fraud_dask.split import select_test
     from fraud_dask.train.evaluate import evaluate_folds
     from fraud_dask.train.folds import fold_plan, folds_of, register_newest, train_folds
 
@@ -196,17 +285,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     split = trained["split"] if fold_plan(cfg, frame) is not None else {"mode": "fixed"}
     split = dict(split)
     split.setdefault("folds", {"test": [f.to_dict() for f in folds]})
-    # the report shows the folds that were evaluated, with their training rows and frauds
-    shown = {f["name"]: f for f in split["folds"].get("test", [])}
-    for fold in folds:
-        entry = trained["training"].get(fold.name, {})
-        shown.setdefault(fold.name, fold.to_dict())
-        shown[fold.name] |= {
-            "train_rows": entry.get("rows"),
-            "train_frauds": entry.get("frauds"),
-            "valid_days": entry.get("valid_days"),
-            "valid_frauds": entry.get("valid_frauds"),
-        }
+    shown = _shown_folds(split, trained["training"], folds)
     stages["train"] = time.perf_counter() - t
 
     log.info("onboard 4/5: evaluation of the client model and the champion")
@@ -220,60 +299,19 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     }
     warnings = list(trained["warnings"]) + list(metrics["warnings"])
     main = metrics["model"]
-    registry = Registry.from_conf(cfg.registry)
-    bundle, why_not = _champion(cfg, registry)
-    champ_frame = None
-    if bundle is not None:
-        try:
-            champ_frame = _champion_frame(cfg, bundle, read.kept, frame, client)
-            missing = [c for c in bundle.model.columns if c not in champ_frame.columns]
-            if missing:
-                champ_frame, why_not = (
-                    None,
-                    f"its inputs {missing} cannot be built from this source",
-                )
-        except ValueError as err:  # the champion's spec needs columns this source lacks
-            champ_frame, why_not = None, f"its features cannot be built from this source ({err})"
-    champ_label = f"champion {bundle.name} v{bundle.version}" if bundle is not None else ""
-    if champ_frame is None and bundle is not None:
-        log.warning("onboard: the champion %s is not compared: %s", champ_label, why_not)
-    scored: dict[str, list[Any]] = {f"client model ({main})": []}
-    per_fold: dict[str, dict[str, Any]] = {f"client model ({main})": {}}
-    for fold in folds:
-        per_fold[f"client model ({main})"][fold.name] = _client_figures(
-            full[main][fold.name], k
-        ) | {"test_period": f"{fold.test_start}..{fold.test_end}"}
-        test = select_test(
-            frame, fold, rule=cfg.split.known_compromised, since=cfg.split.known_since
-        )
-        scored[f"client model ({main})"].append(models[fold.name][main].score(test))
-        if champ_frame is not None:
-            ctest = select_test(
-                champ_frame, fold, rule=cfg.split.known_compromised, since=cfg.split.known_since
-            )
-            cscored = bundle.model.score(ctest).persist()
-            ev = evaluate(cscored, k=k, max_fpr=max_fpr, by_day=False, curves=False)
-            per_fold.setdefault(champ_label, {})[fold.name] = _client_figures(ev, k) | {
-                "test_period": f"{fold.test_start}..{fold.test_end}"
-            }
-            scored.setdefault(champ_label, []).append(cscored)
-    evaluation: dict[str, Any] = {"models": {}, "notes": []}
-    for label, parts in scored.items():
-        evaluation["models"][label] = _pooled(parts, k, max_fpr) | {"per_fold": per_fold[label]}
-    if bundle is not None and champ_frame is not None:
-        warnings += _champion_warnings(bundle, cfg, folds)
-        trained_on = (bundle.source or {}).get("name", "an unknown source")
-        period = bundle.training or {}
-        evaluation["notes"].append(
-            f"{champ_label} (trained on {trained_on}, {period.get('start', '?')}.."
-            f"{period.get('end', '?')}) scored on the same test rows"
-        )
-    elif why_not:
-        evaluation["notes"].append(f"no champion compared: {why_not}")
-    evaluation["notes"].append(
-        "pooled: every fold's test rows, each scored by the model trained for that fold; "
-        "cards already known compromised before a test day are left out of it"
+    evaluation, champion_warnings = _evaluation(
+        cfg,
+        client,
+        frame,
+        read.kept,
+        folds,
+        models={fold.name: models[fold.name][main] for fold in folds},
+        full=full[main],
+        main=f"client model ({main})",
+        k=k,
+        max_fpr=max_fpr,
     )
+    warnings += champion_warnings
     stages["evaluate"] = time.perf_counter() - t
 
     out: dict[str, Any] = {}
