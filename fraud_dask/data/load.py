@@ -328,6 +328,12 @@ class Source:
                     continue
                 if out in ID_COLUMNS and _is_string(t):
                     kinds[out] = "str"
+                numeric = pa.types.is_integer(t) or pa.types.is_floating(t)
+                if out in ("ts", "label_ts") and numeric and self.conf.timestamp.unit is None:
+                    raise InputTypeError(
+                        f"{info.path}: column {raw!r} ({out}) holds numbers ({t}); set "
+                        "data.timestamp.unit (s, ms, us or ns)"
+                    )
                 if rule in _KINDS and not (_is_string(t) or _KINDS[rule][0](t)):
                     raise InputTypeError(
                         f"{info.path}: column {raw!r} ({out}) has type {t}, "
@@ -446,9 +452,11 @@ class Source:
 
     def _empty(self) -> pd.DataFrame:
         fields: dict[str, pa.DataType] = {}
-        for info in self.infos:
-            for f in info.schema:
-                fields.setdefault(f.name, f.type)
+        # types of files that hold rows first: an empty file is never read as a partition
+        for info in sorted(self.infos, key=lambda i: i.num_rows == 0):
+            for f in info.schema:  # and a type over the null type of an all-null column
+                if f.name not in fields or pa.types.is_null(fields[f.name]):
+                    fields[f.name] = f.type
         cols = {}
         for raw in self.mapping:
             if raw in fields:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 PAN_PATTERN = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 # RE2 (pyarrow) has no look-arounds: a vectorised pre-filter that every PAN matches.
-_CANDIDATE = r"\d[\d -]{11,}\d"
+PAN_CANDIDATE = _CANDIDATE = r"\d[\d -]{11,}\d"
 _INT_MIN, _INT_MAX = 10**12, 2**63 - 1
 TOKEN_PREFIX = "tok_"
 

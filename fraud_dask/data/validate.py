@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fraud_dask.data.pan import PanHasher
+from fraud_dask.data.pan import PAN_CANDIDATE, PanHasher, is_pan
 from fraud_dask.data.schema import (
     ID_COLUMNS,
     MISSING_ID,
@@ -142,6 +142,12 @@ def _cast_amount(s: pd.Series, where: str) -> tuple[pd.Series, np.ndarray]:
     text = s.astype(STRING_DTYPE).str.strip()
     out = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = text.notna() & out.isna() & ~text.str.lower().isin(["nan", "inf", "-inf", "infinity"])
+    # a card number in the amount column is not an amount (and must not be kept as one)
+    candidate = text.str.fullmatch(PAN_CANDIDATE, na=False)
+    if candidate.any():
+        pan = candidate & text.map(is_pan, na_action="ignore").fillna(False).astype(bool)
+        bad |= pan
+        out = out.mask(pan)
     return out, bad.to_numpy(dtype=bool)
 
 
@@ -269,7 +275,7 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
     # Oversized values are measured on the raw text and blanked before anything parses, scans
     # or writes them; a blanked key is not a null key.
     oversized = np.zeros(n, dtype=bool)
-    sizes = pd.Series(np.full(n, "", dtype=object), index=df.index)
+    sizes = None
     blanked: dict[str, np.ndarray] = {}
     for col in df.columns:
         lengths = text_lengths(df[col])
@@ -277,6 +283,8 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
             continue
         big = lengths > plan.max_value_length
         if big.any():
+            if sizes is None:
+                sizes = pd.Series(np.full(n, "", dtype=object), index=df.index)
             first = big & ~oversized
             sizes[first] = [f"{col}=<{k} characters>" for k in lengths[first]]
             oversized |= big
@@ -317,7 +325,8 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
         null_key |= np.logical_and.reduce([missing(c, out[c]) for c in pos_cols])
     null_key |= missing("ts", df["ts"])
     flag(null_key, Reason.null_key)
-    flag(oversized, Reason.oversized_value, sizes)
+    if sizes is not None:
+        flag(oversized, Reason.oversized_value, sizes)
     flag(ts_bad, Reason.unparseable_timestamp, df["ts"], "ts")
 
     if "label_ts" in df.columns:
@@ -355,11 +364,11 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
         flag(~binary, Reason.label_not_binary, raw_label.astype(STRING_DTYPE), "is_fraud")
         out["is_fraud"] = label.where(binary).astype("Int8")
     client = df["client_id"].astype(STRING_DTYPE) if "client_id" in df.columns else None
-    if client is not None:
-        client = _scan(client, "client_id", plan, where("client_id"))
-    else:
+    if client is None:
         client = pd.Series(plan.client_id, index=df.index, dtype=STRING_DTYPE)
-    out["client_id"] = client.fillna(plan.client_id).astype("category")
+    # scanned as a category: each distinct client once
+    client = client.fillna(plan.client_id).astype("category")
+    out["client_id"] = _scan(client, "client_id", plan, where("client_id"))
 
     if np.ndim(index) == 0:
         pos = (np.int64(index) << np.int64(POS_SHIFT)) + np.arange(n, dtype=np.int64)
