@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fraud_dask.data.pan import PAN_CANDIDATE, PanHasher, is_pan
 from fraud_dask.data.schema import (
@@ -196,6 +198,17 @@ def _scan(s: pd.Series, col: str, plan: Plan, where: str) -> pd.Series:
     return out
 
 
+def _may_exceed(s: pd.Series, limit: int) -> bool:
+    """False when no value of ``s`` can be longer than ``limit`` characters (cheap test)."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        # the longest value in bytes bounds its length in characters: one Arrow kernel
+        longest = pc.max(pc.binary_length(pa.array(s))).as_py()
+        return longest is not None and longest > limit
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return len(s.cat.categories) > 0
+    return _is_text(s.dtype)
+
+
 def _cast_extra(s: pd.Series, dtype: Any, where: str) -> pd.Series:
     """A passthrough column cast to the dtype the reader fixed for it across files."""
     try:
@@ -278,6 +291,8 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
     sizes = None
     blanked: dict[str, np.ndarray] = {}
     for col in df.columns:
+        if not _may_exceed(df[col], plan.max_value_length):
+            continue
         lengths = text_lengths(df[col])
         if lengths is None:
             continue
