@@ -77,7 +77,8 @@ def test_short_clean_source_is_flagged_not_averaged_silently():
     plan = plan_folds(_auto(), daily, label_delay_days=7)
     assert plan.lengths["n_folds"] < 3
     assert plan.lengths["train_days"] >= 7
-    assert plan.warnings and "split.min_test_frauds" in plan.warnings[0]
+    assert any("split.min_test_frauds" in w for w in plan.warnings)
+    assert any("split.min_train_frauds" in w for w in plan.warnings)
     fold = plan.folds["test"][0]
     assert fold.test_end == daily.index[-1] and fold.train_start >= daily.index[0]
 
@@ -154,3 +155,22 @@ def test_daily_counts_match_pandas(client):
     assert len(got) == (max(day) - min(day)).days + 1
     for d, row in expected.iterrows():
         assert got.loc[d, "rows"] == row["size"] and got.loc[d, "frauds"] == row["sum"]
+
+
+def test_training_periods_hold_frauds_and_test_folds_stay_bounded():
+    # 44 frauds in 120 days, all in the last 60: a fold whose training period holds none is
+    # never chosen (it could not train), and a test fold never passes split.max_test_days
+    daily = _daily("2024-01-01", 120, 500, 0.0)
+    late = daily.index >= dt.date(2024, 3, 1)
+    daily.loc[late, "frauds"] = np.random.default_rng(2).poisson(0.75, int(late.sum()))
+    plan = plan_folds(_auto(max_test_days=35), daily, label_delay_days=7)
+    for f in plan.folds["test"]:
+        assert _frauds(daily, f.train_start, f.train_end) >= 1
+        assert f.test_days <= 35
+    assert plan.warnings  # too few frauds to measure: said
+
+    # no fraud at all before the last weeks: no fold can train, a clear error
+    empty = _daily("2024-01-01", 60, 500, 0.0)
+    empty.loc[empty.index[-5:], "frauds"] = 3
+    with pytest.raises(ValueError, match="too few to train and test"):
+        plan_folds(_auto(), empty, label_delay_days=7)

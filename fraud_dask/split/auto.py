@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from fraud_dask.errors import UserError
 from fraud_dask.split.folds import Fold, FoldSet, SplitMode, _get, make_folds
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def plan_folds(
     """
     given = _explicit_dates(conf)
     if given:
-        raise ValueError(
+        raise UserError(
             f"split.mode=auto chooses the dates from the data, but {given} are set; "
             "use split.mode=fixed (e.g. split=default) to give dates"
         )
@@ -180,6 +181,8 @@ def plan_folds(
     min_frauds = int(_get(conf, "min_test_frauds"))
     max_train = int(_get(conf, "max_train_days"))
     min_train = int(_get(conf, "min_train_days"))
+    min_train_frauds = int(_get(conf, "min_train_frauds") or 1)
+    max_test = int(_get(conf, "max_test_days") or span)
     target = max(1, int(_get(conf, "n_folds")))
     reasons = [
         f"the data spans {span} days ({first}..{last}) with {int(daily['rows'].sum()):,} rows "
@@ -209,30 +212,66 @@ def plan_folds(
         return [_sum(daily, a, b, "frauds") for a, b in _test_windows(last, n, test, step)]
 
     need_train = max(min_train, int(fixed_train or 0))
+
+    def train_length(n: int, test: int, step: int) -> int:
+        return int(fixed_train) if fixed_train is not None else min(max_train, room(n, test, step))
+
+    def train_frauds(n: int, test: int, step: int) -> list[int]:
+        length = train_length(n, test, step)
+        out = []
+        for a, _ in _test_windows(last, n, test, step):
+            end = a - dt.timedelta(days=delay + 1)
+            out.append(_sum(daily, end - dt.timedelta(days=length - 1), end, "frauds"))
+        return out
+
+    longest_test = min(span, max_test)
     chosen, fallback = None, None
     for n in range(target, 0, -1):
-        tests = [int(fixed_test)] if fixed_test is not None else range(WEEK, span + 1, WEEK)
+        tests = [int(fixed_test)] if fixed_test is not None else range(WEEK, longest_test + 1, WEEK)
         for test in tests:
             step = int(fixed_step) if fixed_step is not None else test
             if room(n, test, step) < need_train:
                 break
+            trains = train_frauds(n, test, step)
+            if min(trains) < 1:  # a training period needs both classes
+                continue
             candidate = (n, test, step, fold_frauds(n, test, step))
-            if fallback is None or (min(candidate[3]), n) > (min(fallback[3]), fallback[0]):
-                fallback = candidate
-            if min(candidate[3]) >= min_frauds:
+            ok_train = min(trains) >= min_train_frauds
+            # the folds do not eat the history: training at least as long as the test folds
+            # together (else fewer folds, which leave the model more to learn from)
+            ok_share = fixed_train is not None or train_length(n, test, step) >= n * test
+            key = (ok_train, ok_share, min(candidate[3]), n)
+            if fallback is None or key > fallback[0]:
+                fallback = (key, candidate)
+            if ok_train and ok_share and min(candidate[3]) >= min_frauds:
                 chosen = candidate
                 break
         if chosen is not None:
             break
     if fallback is None:
         need = need_train + delay + int(fixed_test or WEEK)
-        raise ValueError(
+        if span >= need:
+            raise UserError(
+                f"split.mode=auto: the data spans {span} days ({first}..{last}) with "
+                f"{total_frauds} frauds, too few to train and test: no fold of at least "
+                f"{need_train} training days (after a {delay}-day gap) holds a fraud"
+            )
+        raise UserError(
             f"split.mode=auto: the data spans {span} days ({first}..{last}); one fold needs at "
             f"least {need} (split.min_train_days={min_train}, a {delay}-day label-delay gap, "
             f"{int(fixed_test or WEEK)} test days"
             f"{', and validation folds' if need_validation else ''})"
         )
-    n, test, step, counts = chosen if chosen is not None else fallback
+    if chosen is None and min(train_frauds(*fallback[1][:3])) < min_train_frauds:
+        warnings.append(
+            f"the training periods hold as few as {min(train_frauds(*fallback[1][:3]))} frauds "
+            f"(< split.min_train_frauds={min_train_frauds}): the model has little to learn from"
+        )
+    if chosen is None:
+        chosen_or_fallback = fallback[1]
+    else:
+        chosen_or_fallback = chosen
+    n, test, step, counts = chosen_or_fallback
     if fixed_test is not None:
         reasons.append(f"test folds of {test} days: split.test_days")
     elif chosen is not None:
@@ -243,7 +282,8 @@ def plan_folds(
     else:
         reasons.append(
             f"test folds of {test} days: the history is too short or too clean for "
-            f"{min_frauds} frauds per fold; the folds with the most frauds were kept"
+            f"{min_frauds} frauds per fold within split.max_test_days={max_test}; the folds "
+            "with the most frauds were kept"
         )
     if n < target:
         reasons.append(f"{n} fold(s) instead of split.n_folds={target}: the history holds no more")
@@ -254,11 +294,10 @@ def plan_folds(
                 "its metrics are too noisy to trust"
             )
     available = room(n, test, step)
+    train = train_length(n, test, step)
     if fixed_train is not None:
-        train = int(fixed_train)
         reasons.append(f"training periods of {train} days: split.train_days")
     else:
-        train = min(max_train, available)
         why = (
             f"capped at split.max_train_days ({available} days of history available)"
             if train < available

@@ -106,8 +106,11 @@ class SplitConf:
     # mode=auto: a test fold should hold at least this many frauds (else widened, or flagged)
     min_test_frauds: int = 100
     # mode=auto: the longest training period, and the shortest one worth training on
-    max_train_days: int = 180
+    max_train_days: int = 365
     min_train_days: int = 7
+    # mode=auto: the frauds a training period should hold, and the longest test fold
+    min_train_frauds: int = 20
+    max_test_days: int = 91
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     from fraud_dask.features.config import as_features_conf
     from fraud_dask.features.plan import make_plan
     from fraud_dask.onboard import console_summary, profile_source, write_onboard_report
-    from fraud_dask.train.evaluate import evaluate_folds
+    from fraud_dask.train.evaluate import evaluate_folds, merge_warnings
     from fraud_dask.train.folds import fold_plan, folds_of, register_newest, train_folds
 
     stages: dict[str, float] = {}
@@ -297,7 +297,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     report_split = {k: v for k, v in split.items() if k != "folds"} | {
         "folds": [shown[f.name] for f in folds]
     }
-    warnings = list(trained["warnings"]) + list(metrics["warnings"])
+    warnings = merge_warnings(trained["warnings"], metrics["warnings"])
     main = metrics["model"]
     evaluation, champion_warnings = _evaluation(
         cfg,

@@ -45,7 +45,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         ``search``, ``chosen_params``, ``device``, ``stages`` (seconds) and ``report``; the
         source read's ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
     """
-    from fraud_dask.train.evaluate import evaluate_folds, write_fold_report
+    from fraud_dask.train.evaluate import evaluate_folds, merge_warnings, write_fold_report
     from fraud_dask.train.folds import folds_of, register_newest, train_folds
 
     stages: dict[str, float] = {}
@@ -79,7 +79,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         f"chosen on the validation folds: {trained['chosen_params'] or 'the configured params'}",
         *(f"split: {reason}" for reason in trained["split"].get("reasons", [])),
     ]
-    warnings = trained["warnings"] + metrics["warnings"]
+    warnings = merge_warnings(trained["warnings"], metrics["warnings"])
     notes = [f"WARNING: {w['message']}" for w in warnings] + notes
     metrics["report"] = write_fold_report(cfg, metrics, full, models, folds, notes)
     stages["evaluate"] = time.perf_counter() - t

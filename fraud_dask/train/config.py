@@ -134,7 +134,7 @@ class ModelConf:
     num_boost_round: int = 500
     early_stopping_rounds: int | None = 50
     valid_days: int | None = None
-    valid_min_frauds: int = 100
+    valid_min_frauds: int = 50
     valid_max_share: float = 0.25
     refit: bool = True
     imbalance: Imbalance = Imbalance.none

@@ -168,3 +168,16 @@ def load_models(root: str, folds: list[Any]) -> dict[str, dict[str, Any]]:
         names.sort(key=lambda n: n == BASELINE)  # the main model first
         out[fold.name] = {n: Model.load(str(folder / n)) for n in names}
     return out
+
+
+def merge_warnings(*lists: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Warnings of several stages in order, a later warning of the same ``kind`` and ``fold``
+    replacing an earlier one (the test folds' fraud counts after scoring replace the plan's)."""
+    merged: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for items in lists:
+        for w in items:
+            fold = w.get("fold")
+            key = (w.get("kind"), fold, None if fold else w.get("message"))
+            merged.pop(key, None)
+            merged[key] = w
+    return list(merged.values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import re
 import time
 from typing import Any
 
@@ -268,7 +269,11 @@ def train_folds(
             log.info("split: %s", reason)
         for message in plan.warnings:
             log.warning("split: %s", message)
-            warnings.append({"kind": "test_frauds", "message": message})
+            named = re.match(r"test fold (\S+) holds", message)
+            warnings.append(
+                {"kind": "test_frauds", "message": message}
+                | ({"fold": named.group(1)} if named else {})
+            )
     for i, fold in enumerate(folds):
         started = time.perf_counter()
         models = fit_fold(client, frame, fold, conf, device, seed, baseline=True)
