@@ -41,9 +41,10 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     Returns
     -------
     dict
-        The evaluation metrics (see :func:`fraud_dask.tasks.evaluate.run`) plus ``training``,
-        ``search``, ``chosen_params``, ``device``, ``stages`` (seconds) and ``report``; the
-        source read's ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
+        The evaluation metrics (see :func:`fraud_dask.train.evaluate.evaluate_folds`) plus
+        ``training``, ``search``, ``chosen_params``, ``device``, ``stages`` (seconds) and
+        ``report``; the source read's ``rows_in``, ``rows_kept``, ``rows_quarantined``,
+        ``by_reason``, ``dedupe``.
     """
     from fraud_dask.train.evaluate import evaluate_folds, merge_warnings, write_fold_report
     from fraud_dask.train.folds import folds_of, register_newest, train_folds
