@@ -491,7 +491,9 @@ class Source:
         """
         meta = prepared._meta[["tx_id", "_pos"]]
         valid = prepared.map_partitions(_valid_ids, meta=meta)
-        agg = valid.groupby("tx_id")["_pos"].agg(["min", "count"], split_out=True)
+        agg = valid.groupby("tx_id")["_pos"].agg(
+            ["min", "count"], split_out=True, shuffle_method=_shuffle_method()
+        )
         table = agg[agg["count"] > 1].compute()
         return table["min"].astype("int64")
 
@@ -537,6 +539,22 @@ class Source:
         if any(i.num_rows is None for i in self.infos):
             return None
         return sum(int(i.num_rows or 0) for i in self.infos)
+
+
+def _shuffle_method() -> str:
+    """P2P under a distributed client; the task shuffle under a local scheduler (P2P needs
+    workers), so the data layer also works with ``dask.config.set(scheduler="sync")``."""
+    import dask
+
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return "tasks"
+    try:
+        from distributed import default_client
+
+        default_client()
+    except (ImportError, ValueError):
+        return "tasks"
+    return "p2p"
 
 
 def _valid_ids(pdf: pd.DataFrame) -> pd.DataFrame:
