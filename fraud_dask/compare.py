@@ -191,15 +191,16 @@ def bootstrap_difference(
         a = _metrics(sample, "score_champion", k, max_fpr)
         b = _metrics(sample, "score_challenger", k, max_fpr)
         for m in METRICS:
-            if a[m] is not None and b[m] is not None:
-                reps[m].append(float(b[m]) - float(a[m]))
+            va, vb = a[m], b[m]
+            if va is not None and vb is not None:
+                reps[m].append(float(vb) - float(va))
     alpha = (1 - ci) / 2
     diff = {}
     for m in METRICS:
-        a, b = point["champion"][m], point["challenger"][m]
+        champ, chall = point["champion"][m], point["challenger"][m]
         values = np.asarray(reps[m])
         diff[m] = {
-            "value": None if a is None or b is None else float(b) - float(a),
+            "value": None if champ is None or chall is None else float(chall) - float(champ),
             "ci_low": float(np.quantile(values, alpha)) if len(values) else None,
             "ci_high": float(np.quantile(values, 1 - alpha)) if len(values) else None,
             "p_challenger_better": float(np.mean(values > 0)) if len(values) else None,

@@ -162,13 +162,14 @@ def _per_day_figure(folds: Mapping[str, Any]) -> Any:
 
 
 def _importance_figure(importance: Mapping[str, float], top: int = 30) -> Any:
+    from bokeh.models import FactorRange
     from bokeh.plotting import figure
 
     items = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:top][::-1]
     names = [k for k, _ in items] or ["(none)"]
     fig = figure(
         title="Feature importance (gain)",
-        y_range=names,
+        y_range=FactorRange(factors=names),
         width=1060,
         height=max(240, 22 * len(names) + 60),
         x_axis_label="total gain share",
@@ -212,7 +213,7 @@ def write_report(
     """
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
-    from bokeh.models import Div
+    from bokeh.models.widgets import Div
     from bokeh.resources import INLINE
 
     if not evaluations:

@@ -128,7 +128,7 @@ def _attempt(
         if lost_at is not None or gone or _lost_worker_error(error):
             raise _Stop(f"{why or 'a worker was lost'}: {type(error).__name__}: {error}")
         raise error
-    return box["result"]  # type: ignore[no-any-return]
+    return box["result"]
 
 
 def run_guarded(
