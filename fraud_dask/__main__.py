@@ -116,7 +116,7 @@ def execute(cfg: Any) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(redacted(cfg)))
-    task_name = str(getattr(cfg.task.name, "value", cfg.task.name))
+    task_name = str(cfg.task.name)
     task = get_task(task_name)  # import errors surface before a cluster starts
     check_config(cfg)
 

@@ -37,14 +37,18 @@ log = logging.getLogger(__name__)
 SCHEDULER_FILE_ENV = "FRAUD_DASK_SCHEDULER_FILE"
 
 
-class ClusterKind(enum.Enum):
+class ClusterKind(enum.StrEnum):
+    """Where the work runs (``cluster.kind``)."""
+
     local = "local"
     existing = "existing"
     gpu = "gpu"
     kubernetes = "kubernetes"
 
 
-class Device(enum.Enum):
+class Device(enum.StrEnum):
+    """The device XGBoost trains on, resolved once against the workers (``model.device``)."""
+
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -340,7 +344,7 @@ def resolve_device(client: Client, requested: str | Device = "auto") -> str:
     ``auto`` gives ``cuda`` when every worker has a CUDA device and ``cpu`` otherwise; ``cuda``
     without a GPU on every worker is an error (XGBoost would silently train on CPU).
     """
-    req = Device(requested.value if isinstance(requested, Device) else str(requested))
+    req = Device(requested)
     if req is Device.cpu:
         log.info("device=cpu (requested)")
         return "cpu"

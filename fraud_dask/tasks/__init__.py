@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class TaskName(enum.Enum):
+class TaskName(enum.StrEnum):
+    """Which task runs (``task.name``): the module ``fraud_dask.tasks.<name>``."""
+
     pipeline = "pipeline"
     generate = "generate"
     ingest = "ingest"
@@ -73,7 +75,7 @@ def task_option(cfg: Any, key: str, default: Any) -> Any:
     """``cfg.task.<key>``, or ``default`` where the task config has no such field."""
     task = cfg.get("task") if hasattr(cfg, "get") else None
     value = task.get(key, default) if task is not None and hasattr(task, "get") else default
-    return getattr(value, "value", value)
+    return value
 
 
 def models_dir(cfg: Any) -> str:
@@ -93,7 +95,6 @@ def read_features(cfg: Any, client: Any) -> tuple[Any, Any]:
 
 def get_task(name: str | TaskName) -> Callable[[Any, Any], dict[str, Any]]:
     """The ``run`` function of a task, imported on demand (this module imports no dask)."""
-    value = name.value if isinstance(name, TaskName) else str(name)
-    module = importlib.import_module(f"fraud_dask.tasks.{TaskName(value).value}")
+    module = importlib.import_module(f"fraud_dask.tasks.{TaskName(name)}")
     run: Callable[[Any, Any], dict[str, Any]] = module.run
     return run

@@ -15,8 +15,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     info = client.scheduler_info(n_workers=-1)
     workers = info.get("workers", {})
     gpus = worker_gpus(client)
-    requested = cfg.model.device
-    device = resolve_device(client, str(getattr(requested, "value", requested)))
+    device = resolve_device(client, str(cfg.model.device))
     versions = client.get_versions(check=False)["client"]["packages"]
     result = {
         "scheduler": client.scheduler.address,

@@ -35,7 +35,7 @@ _RIGHT = {"version", "rows", "AP"}
 
 
 def _action(cfg: Any) -> str:
-    action = str(getattr(cfg.task.get("action", "list"), "value", cfg.task.get("action", "list")))
+    action = str(cfg.task.get("action", "list"))
     if action not in ACTIONS:
         raise UserError(f"task=registry: task.action is {action!r}, expected one of {ACTIONS}")
     return action

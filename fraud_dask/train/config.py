@@ -30,14 +30,14 @@ ENTITY_KEYS = (
 )
 
 
-class ModelKind(enum.Enum):
+class ModelKind(enum.StrEnum):
     """Which learner ``task=train`` fits as the main model."""
 
     xgboost = "xgboost"
     logistic = "logistic"
 
 
-class Imbalance(enum.Enum):
+class Imbalance(enum.StrEnum):
     """How the rare fraud class is weighted during training."""
 
     none = "none"

@@ -36,7 +36,7 @@ def fold_plan(cfg: Any, frame: Any) -> Any:
     None for a fixed split."""
     from fraud_dask.split import SplitMode, plan_folds
 
-    mode = SplitMode(getattr(cfg.split.get("mode"), "value", cfg.split.get("mode")) or "fixed")
+    mode = SplitMode(cfg.split.get("mode") or "fixed")
     if mode is not SplitMode.auto:
         return None
     search = cfg.model.get("search") or {}
