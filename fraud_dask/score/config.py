@@ -23,6 +23,19 @@ class ServeConf:
         Largest accepted request body.
     lifetime_s : float
         Stop after this many seconds (0: until interrupted).
+    max_future_s : float or None
+        Reject (422) an event whose ``ts``, or a label whose ``label_ts``, is more than this many
+        seconds after the service clock; null: no bound (replaying simulated future data).
+    max_past_days : float or None
+        Reject (422) an event more than this many days before the newest event seen (the
+        warm-start history counts); null: no bound.
+    token_env : str
+        Environment variable holding the bearer token that ``POST /score`` and ``POST /label``
+        require; a token is required when ``host`` is not a loopback address.
+    label_token_env : str or None
+        Environment variable holding a token for ``POST /label`` alone (unset: ``token_env``'s).
+    body_timeout_s : float
+        Time allowed to receive a request body (longer: ``408``).
     """
 
     host: str = "127.0.0.1"
@@ -30,6 +43,11 @@ class ServeConf:
     warm_start_days: int | None = None
     max_body_bytes: int = 65536
     lifetime_s: float = 0.0
+    max_future_s: float | None = 300.0
+    max_past_days: float | None = 7.0
+    token_env: str = "FRAUD_DASK_SERVE_TOKEN"
+    label_token_env: str | None = "FRAUD_DASK_LABEL_TOKEN"
+    body_timeout_s: float = 10.0
 
 
 @dataclass
@@ -63,8 +81,41 @@ class ScoreConf:
     serve: ServeConf = field(default_factory=ServeConf)
 
 
+def as_serve_conf(conf: Any) -> ServeConf:
+    """``score.serve`` as a checked :class:`ServeConf`, defaults filled in.
+
+    Parameters
+    ----------
+    conf : ServeConf, DictConfig or mapping
+        The ``score.serve`` node (keys it lacks take the schema's defaults).
+
+    Returns
+    -------
+    ServeConf
+
+    Raises
+    ------
+    UserError
+        A value has the wrong type or range (see :func:`check_serve_conf`).
+    """
+    from omegaconf import OmegaConf
+
+    from fraud_dask.errors import UserError
+
+    if isinstance(conf, ServeConf):
+        out = conf
+    else:
+        try:
+            node = OmegaConf.merge(OmegaConf.structured(ServeConf), conf)
+        except Exception as exc:  # omegaconf raises several types; re-raise one clear one
+            raise UserError(f"score.serve: {exc}") from exc
+        out = OmegaConf.to_object(node)  # type: ignore[assignment]
+    check_serve_conf(out)
+    return out
+
+
 def check_serve_conf(conf: Any) -> None:
-    """Check ``score.serve``'s port before any cluster starts.
+    """Check ``score.serve``'s values before any cluster starts.
 
     Parameters
     ----------
@@ -74,7 +125,8 @@ def check_serve_conf(conf: Any) -> None:
     Raises
     ------
     UserError
-        The port is not an integer in 0-65535 (0: any free port).
+        The port is not an integer in 0-65535 (0: any free port), or a time bound or the body
+        timeout is not a positive number.
     """
     from fraud_dask.errors import UserError
 
@@ -83,3 +135,11 @@ def check_serve_conf(conf: Any) -> None:
         raise UserError(
             f"score.serve.port: got {port!r}, expected a TCP port 0-65535 (0: any free port)"
         )
+    for name, nullable in (("max_future_s", True), ("max_past_days", True),
+                           ("body_timeout_s", False)):  # fmt: skip
+        value = getattr(conf, name, None)
+        if value is None and nullable:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            expected = "a positive number" + (" or null (no bound)" if nullable else "")
+            raise UserError(f"score.serve.{name}: got {value!r}, expected {expected}")

@@ -6,32 +6,68 @@ spec), each evaluating one event with its ``online`` method. This module validat
 remembers live events for labels fed back later, builds the model row and scores it. The parity
 tests replay events one by one against the batch features (tests/test_score_online.py,
 tests/test_features_parity.py).
+
+An event is checked completely before anything is changed, so a rejected event leaves the state
+as it was: every field the scorer reads must have a JSON scalar type it can use (ids: integer,
+string or null), ``ts`` must fall in a plausible window (at most ``max_future_s`` after the
+scorer's clock, at most ``max_past_days`` before the newest event seen), and card numbers are
+replaced by the batch path's HMAC tokens (:class:`fraud_dask.data.pan.PanHasher`) before they
+reach the state, the result or an error message.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fraud_dask.data.pan import PAN_CANDIDATE, PAN_PATTERN, TOKEN_PREFIX, PanHasher, luhn_valid
 from fraud_dask.features.online import OnlineFeatures
 from fraud_dask.features.online import missing as _missing
 from fraud_dask.features.plan import make_plan, spec_columns
 from fraud_dask.score.reasons import reason_catalog
 from fraud_dask.train.encode import Categories
 
+_INT64 = (-(2**63), 2**63 - 1)
+_CANDIDATE = re.compile(PAN_CANDIDATE)
+_TOKEN = re.compile(re.escape(TOKEN_PREFIX) + "[0-9a-f]{32}")
+_PAN_INT_MIN = 10**12
+
+
+def redact(text: str) -> str:
+    """``text`` with every card number (Luhn-valid, 13-19 digits) replaced by ``<card number>``.
+
+    Parameters
+    ----------
+    text : str
+        A message that may quote a request's values.
+
+    Returns
+    -------
+    str
+    """
+    if not _CANDIDATE.search(text):
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        digits = re.sub(r"[ -]", "", match.group(0))
+        return "<card number>" if luhn_valid(digits) else match.group(0)
+
+    return PAN_PATTERN.sub(replace, text)
+
 
 def _utc_ns(value: Any, what: str) -> int:
     """Nanoseconds since the epoch (UTC; naive means UTC) of a time value, or a clear error."""
     try:
         stamp = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{what} is not a time: {value!r} ({exc})") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(redact(f"{what} is not a time: {value!r} ({exc})")) from None
     if pd.isna(stamp):
         raise ValueError(f"{what} is empty")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
@@ -56,11 +92,29 @@ class OnlineScorer:
         Reason codes per event.
     name, version : str, int
         Recorded in each result.
+    hasher : PanHasher, optional
+        Replaces card numbers in events by the batch path's tokens
+        (:func:`fraud_dask.data.pan.hasher_from_conf` on ``cfg.data.pan``); default: a hasher
+        without a key, which rejects an event holding a card number.
+    pan_columns : iterable of str
+        Fields whose integer values are card numbers when Luhn-valid with 13-19 digits (the
+        batch path's ``card_id`` and ``data.pii_columns``); card numbers in text are tokenized
+        in every field.
+    max_future_s : float or None
+        Reject an event whose ``ts`` (or a label's ``label_ts``) is more than this many seconds
+        after ``clock()``; None: no bound (replaying simulated future data).
+    max_past_days : float or None
+        Reject an event more than this many days before the newest event seen; None: no bound.
+    clock : callable
+        The service clock (seconds since the epoch).
     """
 
     def __init__(self, model: Any, features: Any, columns: list[str] | None = None, *,
                  threshold: float = 0.5, top: int = 3, name: str = "model",
-                 version: int = 0) -> None:  # fmt: skip
+                 version: int = 0, hasher: PanHasher | None = None,
+                 pan_columns: Iterable[str] = ("card_id",),
+                 max_future_s: float | None = 300.0, max_past_days: float | None = 7.0,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         from fraud_dask.features.config import as_features_conf
 
         conf = as_features_conf(features)
@@ -74,6 +128,16 @@ class OnlineScorer:
         self.required = list(dict.fromkeys(
             ["tx_id", "ts", "amount", *[c for s in self.plan.stages for c in s.key], *self.raw]
         ))  # fmt: skip
+        #: fields held in the state as entity keys or counted values: integers, strings, null
+        self.ids = [c for c in dict.fromkeys(c for s in self.plan.stages for c in s.columns)
+                    if c not in self.raw]  # fmt: skip
+        self.hasher = hasher if hasher is not None else PanHasher(None)
+        self.pan_columns = frozenset(pan_columns)
+        self.max_future_ns = None if max_future_s is None else int(float(max_future_s) * 1e9)
+        self.max_past_ns = None if max_past_days is None else int(float(max_past_days) * 864e11)
+        self.clock = clock
+        #: integer or text, per id field, as in the warm-start history (decides a token's type)
+        self._id_kinds: dict[str, str] = {}
         self.catalog = reason_catalog(conf, model.columns)
         self.codes = np.array([self.catalog[c]["code"] for c in model.columns], dtype=object)
         self.categories = Categories(model.categories)
@@ -117,6 +181,11 @@ class OnlineScorer:
         missing = [c for c in self.required if c not in history.columns and c not in self.raw]
         if missing:
             raise ValueError(f"warm start: history lacks column(s) {missing}")
+        for c in [*self.ids, *self.pan_columns]:
+            if c in history.columns and len(history):
+                kind = {"i": "int", "u": "int", "O": "str"}.get(history[c].dtype.kind)
+                if kind:
+                    self._id_kinds[c] = kind
         self.state.warm_start(history)
         return self
 
@@ -184,14 +253,22 @@ class OnlineScorer:
         ValueError
             ``is_fraud`` is not 0/1, or ``label_ts`` is not a time.
         """
-        if isinstance(is_fraud, bool) or is_fraud in (0, 1):
+        if isinstance(is_fraud, bool) or (type(is_fraud) is int and is_fraud in (0, 1)):
             value = int(is_fraud)
         else:
-            raise ValueError(f"label: is_fraud must be 0 or 1, got {is_fraud!r}")
+            raise ValueError(redact(f"label: is_fraud must be 0 or 1, got {is_fraud!r}"))
+        if isinstance(tx_id, bool) or not isinstance(tx_id, int | str):
+            raise ValueError(redact(f"label: tx_id must be an integer or a string, got {tx_id!r}"))
+        tx_id = self._token("tx_id", tx_id)
         if label_ts is None:
             known = self.newest
         else:
+            if not isinstance(label_ts, str | dt.datetime):
+                raise ValueError(
+                    redact(f"label: label_ts must be an ISO 8601 time, got {label_ts!r}")
+                )
             known = _utc_ns(label_ts, "label: label_ts")
+            self._check_future(known, "label: label_ts")
         if tx_id not in self._live:
             raise KeyError(f"label: tx_id {tx_id!r} was not scored here, or is too old to matter")
         t, keys = self._live[tx_id]
@@ -203,40 +280,127 @@ class OnlineScorer:
         return self.state.entities
 
     # -- one event --------------------------------------------------------------------------
-    def _parse(self, event: Mapping[str, Any]) -> tuple[int, Any, float]:
+    def _token(self, col: str, value: Any) -> Any:
+        """``value`` with card numbers replaced by the batch path's tokens (same type rules)."""
+        if isinstance(value, str):
+            if not _CANDIDATE.search(value) or _TOKEN.fullmatch(value):
+                return value
+            where = f"event: field {col!r}"
+            if col in self.pan_columns and self._id_kinds.get(col) == "int":
+                digits = re.sub(r"[ -]", "", value)
+                if PAN_PATTERN.fullmatch(value) and luhn_valid(digits):
+                    return self.hasher.int_token(digits, where)
+
+            def replace(match: re.Match[str]) -> str:
+                digits = re.sub(r"[ -]", "", match.group(0))
+                return self.hasher.token(digits, where) if luhn_valid(digits) else match.group(0)
+
+            return PAN_PATTERN.sub(replace, value)
+        if (
+            type(value) is int
+            and col in self.pan_columns
+            and _PAN_INT_MIN <= value <= _INT64[1]
+            and luhn_valid(str(value))
+            and not self._held(col, value)
+        ):
+            where = f"event: field {col!r}"
+            if self._id_kinds.get(col) == "str":
+                return self.hasher.token(str(value), where)
+            return self.hasher.int_token(str(value), where)
+        return value
+
+    def _held(self, col: str, value: Any) -> bool:
+        """Whether ``value`` is already an entity key of ``col``: then it is a token (a number
+        is never held raw), e.g. an id read back from the tokenized history; an integer token
+        can itself be Luhn-valid."""
+        return any(s.key == (col,) and value in s.entities for s in self.state.stages)
+
+    def _check_future(self, t: int, what: str) -> None:
+        if self.max_future_ns is not None:
+            now = int(self.clock() * 1e9)
+            if t > now + self.max_future_ns:
+                ahead = (t - now) / 1e9
+                raise ValueError(
+                    f"{what} is {ahead:.0f} s after the service clock "
+                    f"({pd.Timestamp(now, unit='ns', tz='UTC').isoformat()}); at most "
+                    f"{self.max_future_ns / 1e9:g} s allowed (score.serve.max_future_s)"
+                )
+
+    def _parse(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], int, Any, float]:
+        """Check every field the scorer reads; the event with card numbers tokenized, its time,
+        tx_id and amount. Raises ValueError (no PAN in the message) and changes nothing."""
         if not isinstance(event, Mapping):
             raise ValueError(f"event: expected a JSON object, got {type(event).__name__}")
         missing = [c for c in self.required if c not in event]
         if missing:
             raise ValueError(f"event: missing field(s) {missing}; required: {self.required}")
-        raw_ts = event["ts"]
+        clean = dict(event)
+        for c in self.ids:
+            v = clean.get(c)
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                continue
+            if isinstance(v, float) and v.is_integer() and abs(v) <= 2**53:
+                v = int(v)  # JSON 5.0: the integer id 5 (and a card number's rule below)
+            if isinstance(v, bool) or not isinstance(v, int | str):
+                raise ValueError(
+                    redact(f"event: field {c!r} must be an integer, a string or null, got {v!r}")
+                )
+            clean[c] = self._token(c, v)
+        for c in self.raw:
+            v = clean.get(c)
+            if v is None or c == "amount":  # amount: checked below
+                continue
+            if c in self.categories:
+                if not isinstance(v, int | str | float):
+                    raise ValueError(
+                        redact(f"event: field {c!r} must be a string, a number or null, got {v!r}")
+                    )
+                clean[c] = self._token(c, v)
+            elif not isinstance(v, int | float) or (
+                isinstance(v, int) and not -(2**1023) < v < 2**1023
+            ):
+                raise ValueError(redact(f"event: field {c!r} must be a number or null, got {v!r}"))
+        raw_ts = clean["ts"]
         if isinstance(raw_ts, bool) or not isinstance(raw_ts, str | dt.datetime | pd.Timestamp):
-            raise ValueError(f"event: field 'ts' must be an ISO 8601 time, got {raw_ts!r}")
+            raise ValueError(redact(f"event: field 'ts' must be an ISO 8601 time, got {raw_ts!r}"))
         t = _utc_ns(raw_ts, "event: field 'ts'")
-        amount = event["amount"]
+        self._check_future(t, f"event: field 'ts' ({pd.Timestamp(t, unit='ns', tz='UTC')})")
+        if self.max_past_ns is not None and t < self.newest - self.max_past_ns:
+            newest = pd.Timestamp(self.newest, unit="ns", tz="UTC").isoformat()
+            raise ValueError(
+                f"event: field 'ts' ({pd.Timestamp(t, unit='ns', tz='UTC')}) is more than "
+                f"{self.max_past_ns / 864e11:g} days before the newest event seen ({newest}) "
+                "(score.serve.max_past_days)"
+            )
+        amount = clean["amount"]
         if (
             isinstance(amount, bool)
             or not isinstance(amount, int | float)
+            or (isinstance(amount, int) and not 0 <= amount < 2**1023)
             or not (math.isfinite(amount) and amount >= 0)
         ):
-            raise ValueError(f"event: field 'amount' must be a finite number >= 0, got {amount!r}")
-        tx = event["tx_id"]
+            raise ValueError(
+                redact(f"event: field 'amount' must be a finite number >= 0, got {amount!r}")
+            )
+        tx = clean["tx_id"]
         tx_dtype = self.state.tx_dtype
         want_int = tx_dtype is None or tx_dtype is np.int64
         if (
             isinstance(tx, bool)
             or not isinstance(tx, int | str)
             or (tx_dtype is not None and isinstance(tx, int) != want_int)
+            or (isinstance(tx, int) and not _INT64[0] <= tx <= _INT64[1])
         ):
-            kind = "an integer" if want_int else "a string"
-            raise ValueError(f"event: field 'tx_id' must be {kind}, got {tx!r}")
+            kind = "an integer (int64)" if want_int else "a string"
+            raise ValueError(redact(f"event: field 'tx_id' must be {kind}, got {tx!r}"))
+        tx = clean["tx_id"] = self._token("tx_id", tx)
         self.state.ensure(np.int64 if isinstance(tx, int) else object)
-        return t, tx, float(amount)
+        return clean, t, tx, float(amount)
 
     def features(self, event: Mapping[str, Any]) -> dict[str, float]:
         """The event's features from the current state (the state is not changed)."""
-        t, tx, amount = self._parse(event)
-        return self.state.evaluate(event, t, tx, amount)[0]
+        clean, t, tx, amount = self._parse(event)
+        return self.state.evaluate(clean, t, tx, amount)[0]
 
     def _vector(self, event: Mapping[str, Any], feats: Mapping[str, float]) -> np.ndarray:
         row = np.empty((1, len(self.model.columns)), np.float32)
@@ -303,10 +467,11 @@ class OnlineScorer:
         Raises
         ------
         ValueError
-            A required field is missing or has a bad value (the field is named).
+            A required field is missing or has a bad value (the field is named), or ``ts`` is
+            outside the plausible window; the state is then unchanged.
         """
         started = time.perf_counter()
-        t, tx, amount = self._parse(event)
+        event, t, tx, amount = self._parse(event)
         feats, keys, places = self.state.evaluate(event, t, tx, amount)
         row = self._vector(event, feats)
         score = self._predict(row)

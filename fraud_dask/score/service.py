@@ -17,6 +17,15 @@ Routes:
 - ``GET /health``: ``200`` with ``status``, ``model``, ``events`` (scored so far), ``entities``
   (held per key) and ``uptime_s``.
 
+Authentication: when the app has a ``token``, ``POST /score`` and ``POST /label`` need the
+header ``Authorization: Bearer <token>`` (else ``401``); a separate ``label_token`` guards
+``/label`` alone. ``GET /health`` is open. :func:`tokens_from_env` reads them from environment
+variables and refuses a service bound beyond loopback without one.
+
+Every request body is read within ``body_timeout_s`` (a stalled body: ``408``). Each rejected
+request logs one line (method, path, status, peer, reason; card numbers redacted) and no
+traceback; a bug in a handler answers ``500`` with one ERROR line naming where it happened.
+
 Events are scored one after the other on the event loop (scoring is a few hundred microseconds
 and updates shared per-entity state), so the state sees them in arrival order.
 """
@@ -24,70 +33,203 @@ and updates shared per-entity state), so the state sees them in arrival order.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
+import os
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+
+from fraud_dask.score.online import redact
 
 log = logging.getLogger(__name__)
 
 SCORER = web.AppKey("scorer", object)
 STATS = web.AppKey("stats", dict)
 LIMIT = web.AppKey("limit", int)
+AUTH = web.AppKey("auth", dict)
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+class Rejected(Exception):
+    """A request answered with a 4xx status and a one-line message."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, dict(headers or {})
 
 
-async def _json_object(request: web.Request, what: str) -> dict | web.Response:
-    """The request body as a JSON object, or the 4xx response that says what is wrong."""
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` listens on this machine only (``localhost``, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
     try:
-        body = await request.read()
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve anywhere
+        return False
+
+
+def tokens_from_env(
+    host: str,
+    token_env: str,
+    label_token_env: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[str | None, str | None]:
+    """The bearer tokens of ``/score`` and ``/label`` from environment variables.
+
+    Parameters
+    ----------
+    host : str
+        The bind address: beyond loopback a token is required.
+    token_env : str
+        Variable holding the token of ``/score`` (and of ``/label`` when it has none of its
+        own).
+    label_token_env : str, optional
+        Variable holding a token for ``/label`` alone.
+    environ : mapping, optional
+        Default: ``os.environ``.
+
+    Returns
+    -------
+    (str or None, str or None)
+        The ``/score`` token and the ``/label`` token (None: not set).
+
+    Raises
+    ------
+    UserError
+        ``host`` is not a loopback address and no token is set.
+    """
+    from fraud_dask.errors import UserError
+
+    env = os.environ if environ is None else environ
+    token = env.get(token_env) or None
+    label = (env.get(label_token_env) or None) if label_token_env else None
+    if token is None and not is_loopback(host):
+        raise UserError(
+            f"score.serve.host={host} is not a loopback address: set a bearer token in "
+            f"${token_env} (clients send 'Authorization: Bearer <token>'), or bind 127.0.0.1"
+        )
+    return token, label
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _reject(request: web.Request, status: int, message: str) -> None:
+    """One log line for a rejected request (never the body, card numbers redacted)."""
+    log.warning(
+        "%s %s -> %d from %s: %s",
+        request.method,
+        request.path,
+        status,
+        request.remote,
+        redact(message)[:500],
+    )
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Authentication, then the handler; 4xx and bugs answered as JSON with one log line."""
+    auth = request.app[AUTH]
+    want = auth.get(request.path) if request.method == "POST" else None
+    try:
+        if want is not None:
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode("utf-8", "surrogateescape"), want.encode("utf-8")
+            ):
+                raise Rejected(
+                    401,
+                    "missing or wrong bearer token (header 'Authorization: Bearer <token>')",
+                    {"WWW-Authenticate": 'Bearer realm="fraud_dask"'},
+                )
+        return await handler(request)
+    except Rejected as exc:
+        _reject(request, exc.status, exc.message)
+        return _error(exc.status, redact(exc.message), exc.headers)
+    except web.HTTPException as exc:  # routing: 404, 405
+        if exc.status >= 400:
+            _reject(request, exc.status, exc.reason)
+        raise
+    except ConnectionError as exc:  # the client went away mid-request
+        _reject(request, 499, f"connection lost ({exc.__class__.__name__})")
+        return _error(499, "connection lost")
+    except Exception as exc:  # a bug: one line with where it happened, and a 500
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        log.error(
+            "%s %s -> 500 from %s: %s: %s (%s:%d)",
+            request.method,
+            request.path,
+            request.remote,
+            exc.__class__.__name__,
+            redact(str(exc))[:300],
+            os.path.basename(frame.filename),
+            frame.lineno,
+        )
+        return _error(500, f"internal error ({exc.__class__.__name__})")
+
+
+async def _json_object(request: web.Request, what: str) -> dict[str, Any]:
+    """The request body as a JSON object; :class:`Rejected` says what is wrong."""
+    limit = request.app[BODY_TIMEOUT]
+    try:
+        async with asyncio.timeout(limit):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         size = request.content_length
-        return _error(413, f"request body too large: {size} bytes, limit {request.app[LIMIT]}")
+        raise Rejected(
+            413, f"request body too large: {size} bytes, limit {request.app[LIMIT]}"
+        ) from None
+    except TimeoutError:
+        raise Rejected(408, f"request body not received within {limit:g} s") from None
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return _error(400, f"request body is not valid JSON: {exc}")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise Rejected(400, f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        return _error(422, f"expected a JSON object ({what}), got {type(value).__name__}")
+        raise Rejected(422, f"expected a JSON object ({what}), got {type(value).__name__}")
     return value
 
 
 async def _label(request: web.Request) -> web.Response:
     scorer = request.app[SCORER]
     body = await _json_object(request, "a label")
-    if isinstance(body, web.Response):
-        return body
     missing = [k for k in ("tx_id", "is_fraud") if k not in body]
     if missing:
-        return _error(422, f"label: missing field(s) {missing}")
+        raise Rejected(422, f"label: missing field(s) {missing}")
     try:
         updated = scorer.label(body["tx_id"], body["is_fraud"], body.get("label_ts"))  # type: ignore[attr-defined]
     except KeyError as exc:
-        return _error(404, str(exc.args[0]))
+        raise Rejected(404, str(exc.args[0])) from None
     except ValueError as exc:
-        return _error(422, str(exc))
+        raise Rejected(422, str(exc)) from None
     request.app[STATS]["labels"] += 1
-    return web.json_response({"tx_id": body["tx_id"], "updated": updated})
+    return web.json_response({"tx_id": redact_id(body["tx_id"]), "updated": updated})
+
+
+def redact_id(value: Any) -> Any:
+    """An id echoed back: a string with card numbers redacted, other values as given."""
+    return redact(value) if isinstance(value, str) else value
 
 
 async def _score(request: web.Request) -> web.Response:
     scorer = request.app[SCORER]
     stats = request.app[STATS]
     event = await _json_object(request, "one transaction")
-    if isinstance(event, web.Response):
-        return event
     try:
         result = scorer.score(event)  # type: ignore[attr-defined]
     except ValueError as exc:
         stats["rejected"] += 1
-        return _error(422, str(exc))
+        raise Rejected(422, str(exc)) from None
     stats["events"] += 1
     result["decision"] = "decline" if result.pop("alert") else "approve"
     return web.json_response(result)
@@ -110,7 +252,14 @@ async def _health(request: web.Request) -> web.Response:
     )
 
 
-def make_app(scorer: Any, *, max_body_bytes: int = 65536) -> web.Application:
+def make_app(
+    scorer: Any,
+    *,
+    max_body_bytes: int = 65536,
+    token: str | None = None,
+    label_token: str | None = None,
+    body_timeout_s: float = 10.0,
+) -> web.Application:
     """The aiohttp application around an :class:`~fraud_dask.score.online.OnlineScorer`.
 
     Parameters
@@ -119,14 +268,23 @@ def make_app(scorer: Any, *, max_body_bytes: int = 65536) -> web.Application:
         A warm-started scorer.
     max_body_bytes : int
         Largest accepted request body (larger: ``413``).
+    token : str, optional
+        Bearer token required by ``POST /score`` and ``POST /label`` (None: none required).
+    label_token : str, optional
+        Bearer token required by ``POST /label`` instead of ``token``.
+    body_timeout_s : float
+        Time allowed to receive a request body (longer: ``408``).
 
     Returns
     -------
     aiohttp.web.Application
     """
-    app = web.Application(client_max_size=int(max_body_bytes))
+    app = web.Application(client_max_size=int(max_body_bytes), middlewares=[_guard])
     app[SCORER] = scorer
     app[LIMIT] = int(max_body_bytes)
+    app[BODY_TIMEOUT] = float(body_timeout_s)
+    label = label_token or token
+    app[AUTH] = {k: v for k, v in (("/score", token), ("/label", label)) if v}
     app[STATS] = {"events": 0, "rejected": 0, "labels": 0, "started": time.monotonic()}
     app.router.add_post("/score", _score)
     app.router.add_post("/label", _label)
@@ -169,6 +327,11 @@ async def serve(
     bound = sockets[0].getsockname()[1] if sockets else port
     url = f"http://{host}:{bound}"
     log.info("scoring service listening on %s (POST /score, POST /label, GET /health)", url)
+    missing = [path for path in ("/score", "/label") if path not in app[AUTH]]
+    if missing:
+        log.warning(
+            "no bearer token for %s: any local process may call them", " and ".join(missing)
+        )
     if on_ready is not None:
         on_ready(url)
     try:

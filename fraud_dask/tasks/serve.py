@@ -3,8 +3,11 @@
 Loads ``registry.version`` of ``registry.name`` (default: the champion), warm-starts an
 :class:`~fraud_dask.score.online.OnlineScorer` from ``cfg.data`` (the history the features need
 before the newest row, read through the data layer on the cluster), then serves
-``POST /score`` and ``GET /health`` on ``score.serve.host:score.serve.port`` until interrupted
-(or ``score.serve.lifetime_s``). The URL is written to ``<run_dir>/service.json`` once listening.
+``POST /score``, ``POST /label`` and ``GET /health`` on ``score.serve.host:score.serve.port`` until
+interrupted (or ``score.serve.lifetime_s``). The URL is written to ``<run_dir>/service.json`` once
+listening. Card numbers in requests are tokenized with ``data.pan``'s key, as the batch path does;
+the bearer tokens come from ``$FRAUD_DASK_SERVE_TOKEN`` (``score.serve.token_env``) and
+``score.serve.label_token_env``, required when the host is not a loopback address.
 
 Example::
 
@@ -30,8 +33,9 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     Parameters
     ----------
     cfg : omegaconf.DictConfig
-        Uses ``cfg.data``, ``cfg.registry``, ``cfg.score`` (threshold, top_reasons,
-        exact_recency, serve.host/port/warm_start_days/max_body_bytes/lifetime_s), ``run_dir``.
+        Uses ``cfg.data`` (and its ``pan`` key), ``cfg.registry``, ``cfg.score`` (threshold,
+        top_reasons, exact_recency, ``serve``: see :class:`~fraud_dask.score.config.ServeConf`),
+        ``run_dir``.
     client : distributed.Client
         Reads the warm-start history on the cluster.
 
@@ -43,15 +47,30 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     """
     import pandas as pd
 
+    from fraud_dask.data.config import as_source_conf
+    from fraud_dask.data.pan import hasher_from_conf
     from fraud_dask.registry import Registry
+    from fraud_dask.score.config import as_serve_conf
     from fraud_dask.score.online import OnlineScorer
-    from fraud_dask.score.service import make_app, serve
+    from fraud_dask.score.service import make_app, serve, tokens_from_env
 
     conf = cfg.score
+    serve_conf = as_serve_conf(conf.serve)
+    token, label_token = tokens_from_env(
+        serve_conf.host, serve_conf.token_env, serve_conf.label_token_env
+    )
     reg = Registry.from_conf(cfg.registry)
     bundle = reg.load(str(cfg.registry.name), str(cfg.registry.version))
+    source = as_source_conf(cfg.data)  # the reader's key and PII columns, with its defaults
+    pii = [source.columns.get(c, c) for c in source.pii_columns]
     scorer = OnlineScorer.from_bundle(
-        bundle, threshold=float(conf.threshold), top=int(conf.top_reasons)
+        bundle,
+        threshold=float(conf.threshold),
+        top=int(conf.top_reasons),
+        hasher=hasher_from_conf(source.pan),
+        pan_columns=("card_id", *pii),
+        max_future_s=serve_conf.max_future_s,
+        max_past_days=serve_conf.max_past_days,
     )
     started = time.perf_counter()
     days = conf.serve.get("warm_start_days")
@@ -73,7 +92,13 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         (run_dir / "service.json").write_text(json.dumps({"url": url}) + "\n")
         print(f"fraud_dask scoring service: {url}/score (POST), {url}/health (GET)", flush=True)
 
-    app = make_app(scorer, max_body_bytes=int(conf.serve.max_body_bytes))
+    app = make_app(
+        scorer,
+        max_body_bytes=serve_conf.max_body_bytes,
+        token=token,
+        label_token=label_token,
+        body_timeout_s=serve_conf.body_timeout_s,
+    )
     try:
         out = asyncio.run(
             serve(
