@@ -291,6 +291,32 @@ def test_logistic_baseline_matches_scikit_learn(client, tmp_path, tolerance):
     np.testing.assert_array_equal(again.predict_partition(pdf), model.predict_partition(pdf))
 
 
+def test_logistic_on_sampled_genuine_rows_keeps_ranking_and_calibration(client):
+    """Above ``max_rows`` the baseline fits every fraud and a share of the genuine rows; the
+    intercept correction keeps its scores probabilities of the whole population."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    pdf = make_frame(n=40_000, seed=12)
+    y = pdf["is_fraud"].to_numpy()
+    params = {"C": 1.0, "max_iter": 200, "tol_per_row": 1e-6}
+    frauds = int(y.sum())
+    max_rows = frauds + (len(y) - frauds) // 4
+    c = conf(kind="logistic", params=params | {"max_rows": max_rows})
+    sampled = train(client, to_dask(pdf, 4), None, c, "cpu")
+    rate = sampled.info["genuine_sampled"]
+    assert rate == pytest.approx(0.25, abs=1e-3)
+    assert sampled.info["frauds"] == frauds  # every fraud kept
+    assert abs(sampled.info["rows"] - max_rows) < max_rows * 0.05
+    got = sampled.predict_partition(pdf)
+    x = StandardScaler().fit_transform(pdf[sampled.columns])
+    want = LogisticRegression(C=1.0, max_iter=500).fit(x, y).predict_proba(x)[:, 1]
+    assert roc_auc_score(y, got) == pytest.approx(roc_auc_score(y, want), abs=5e-3)
+    # calibrated: the mean score is the fraud rate of all rows, not of the sample
+    assert got.mean() == pytest.approx(y.mean(), rel=0.1)
+    assert got.mean() < frauds / sampled.info["rows"] * 0.8
+
+
 def test_logistic_tolerance_given_twice_is_an_error(client):
     c = conf(kind="logistic", params={"tol": 1e-4, "tol_per_row": 1e-5})
     with pytest.raises(ValueError, match="tol=0.0001 and tol_per_row=1e-05"):
