@@ -40,11 +40,13 @@ class PathsConf:
 class Config:
     """The whole configuration of one run."""
 
+    #: the chosen option's per-kind schema (``LocalClusterConf``, ...), merged in at composition
     cluster: ClusterConf = field(default_factory=ClusterConf)
     data: DataConf = field(default_factory=DataConf)
     features: FeaturesConf = field(default_factory=FeaturesConf)
     model: ModelConf = field(default_factory=ModelConf)
     split: SplitConf = field(default_factory=SplitConf)
+    #: the chosen task's schema (``FoldsTaskConf``, ``RegistryTaskConf``, ...)
     task: TaskConf = field(default_factory=TaskConf)
     registry: RegistryConf = field(default_factory=RegistryConf)
     score: ScoreConf = field(default_factory=ScoreConf)
@@ -81,10 +83,17 @@ def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
+    from fraud_dask.cluster import register_cluster_schemas
+    from fraud_dask.tasks import register_task_schemas
+
     ConfigStore.instance().store(name="base_config", node=Config)
+    register_cluster_schemas()
+    register_task_schemas()
 
 
-def compose(overrides: list[str] | None = None, *, run_dir: str | Path | None = None) -> Any:
+def compose(
+    overrides: list[str] | None = None, *, run_dir: str | Path | None = None, typed: bool = False
+) -> Any:
     """Compose the run config as the CLI would, for notebooks and tests.
 
     Parameters
@@ -93,10 +102,14 @@ def compose(overrides: list[str] | None = None, *, run_dir: str | Path | None = 
         Hydra overrides, e.g. ``["data=handbook", "model.device=cpu"]``.
     run_dir : path, optional
         Where the run's artifacts go (the CLI uses Hydra's run directory).
+    typed : bool
+        Return the :class:`Config` dataclass (``OmegaConf.to_object``: interpolations resolved,
+        ``cfg.cluster`` the chosen kind's schema, ``cfg.task`` the task's) instead of the
+        DictConfig.
 
     Returns
     -------
-    omegaconf.DictConfig
+    omegaconf.DictConfig or Config
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -111,4 +124,8 @@ def compose(overrides: list[str] | None = None, *, run_dir: str | Path | None = 
         cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
     if run_dir is not None:
         cfg.run_dir = str(run_dir)
+    if typed:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_object(cfg)
     return cfg

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from fraud_dask.cluster import ClusterConf, connect
+from fraud_dask.cluster import LocalClusterConf, connect
 from fraud_dask.data import load_transactions, write_dataset
 from fraud_dask.tasks import ingest
 
@@ -64,7 +64,7 @@ def main() -> None:
     # Built by hand (not composed) so the benchmark needs only the data and cluster schemas.
     cfg = OmegaConf.create(
         {
-            "cluster": OmegaConf.structured(ClusterConf),
+            "cluster": OmegaConf.structured(LocalClusterConf),
             "data": {"name": "bench", "path": str(work / "raw"), "columns": mapping},
             "task": {"name": "ingest", "dedupe": True},
             "run_dir": str(work / "run"),

@@ -11,8 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from fraud_dask.cluster import (
-    ClusterConf,
-    ClusterKind,
+    ExistingClusterConf,
+    GpuClusterConf,
+    LocalClusterConf,
     connect,
     default_scheduler_file,
     existing_address,
@@ -22,12 +23,13 @@ from fraud_dask.cluster import (
 )
 
 
-def _conf(**kw: object) -> object:
-    return OmegaConf.structured(ClusterConf(**kw))  # type: ignore[arg-type]
+def _composed(conf: object) -> object:
+    """The node as ``compose()`` hands it to a notebook (connect takes it as well)."""
+    return OmegaConf.structured(conf)
 
 
 def test_local_cluster_sized_from_config_and_closed_on_exit() -> None:
-    conf = _conf(kind=ClusterKind.local, n_workers=2, threads_per_worker=1, memory_limit="1GiB")
+    conf = _composed(LocalClusterConf(n_workers=2, threads_per_worker=1, memory_limit="1GiB"))
     with connect(conf) as client:
         info = client.scheduler_info(n_workers=-1)
         workers = info["workers"]
@@ -50,11 +52,11 @@ def test_local_cluster_sized_from_config_and_closed_on_exit() -> None:
 
 def test_existing_connects_by_address_and_leaves_the_cluster_running(cluster: object) -> None:
     address = cluster.scheduler_address  # type: ignore[attr-defined]
-    with connect(_conf(kind=ClusterKind.existing, address=address)) as client:
+    with connect(ExistingClusterConf(address=address)) as client:
         assert client.scheduler.address == address
         assert client.submit(lambda x: x + 1, 41).result() == 42
     # still running: connect again
-    with connect(_conf(kind=ClusterKind.existing, address=address)) as client:
+    with connect(ExistingClusterConf(address=address)) as client:
         assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
 
 
@@ -66,8 +68,8 @@ def test_existing_reads_the_scheduler_file(
     path.write_text(json.dumps({"address": address}))
     monkeypatch.setenv("FRAUD_DASK_SCHEDULER_FILE", str(path))
     assert default_scheduler_file() == path
-    assert existing_address(_conf(kind=ClusterKind.existing)) == address
-    with connect(_conf(kind=ClusterKind.existing)) as client:
+    assert existing_address(ExistingClusterConf()) == address
+    with connect(ExistingClusterConf()) as client:
         assert client.scheduler.address == address
 
 
@@ -76,12 +78,12 @@ def test_existing_without_address_or_file_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("FRAUD_DASK_SCHEDULER_FILE", str(tmp_path / "nope.json"))
     with pytest.raises(FileNotFoundError, match="scripts/start-cluster"):
-        with connect(_conf(kind=ClusterKind.existing)):
+        with connect(ExistingClusterConf()):
             pass
 
 
 def test_tls_needs_a_ca_and_a_certificate() -> None:
-    conf = _conf(kind=ClusterKind.existing, address="tls://127.0.0.1:1", tls_client_key="k.pem")
+    conf = ExistingClusterConf(address="tls://127.0.0.1:1", tls_client_key="k.pem")
     with pytest.raises(ValueError, match="cluster.tls_ca_file"):
         with connect(conf):
             pass
@@ -91,7 +93,7 @@ def test_tls_needs_a_ca_and_a_certificate() -> None:
 def test_gpu_cluster_without_gpu_warns_and_falls_back_to_local(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    conf = _conf(kind=ClusterKind.gpu, memory_limit="1GiB", require_gpu=False)
+    conf = GpuClusterConf(memory_limit="1GiB", require_gpu=False)
     with caplog.at_level(logging.WARNING, logger="fraud_dask.cluster"):
         with pytest.warns(RuntimeWarning, match="falling back to cluster=local"):
             with connect(conf) as client:
@@ -102,7 +104,7 @@ def test_gpu_cluster_without_gpu_warns_and_falls_back_to_local(
 
 @pytest.mark.skipif(gpu_count() > 0, reason="this machine has a GPU")
 def test_gpu_cluster_required_without_gpu_fails_before_starting() -> None:
-    conf = _conf(kind=ClusterKind.gpu, require_gpu=True)
+    conf = GpuClusterConf(require_gpu=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(RuntimeError, match="require_gpu=true"):
@@ -127,5 +129,5 @@ def test_device_resolution_asks_the_workers(client: object) -> None:
 def test_device_resolution_finds_worker_gpus() -> None:
     if gpu_count() == 0:
         pytest.skip("no GPU on this machine")
-    with connect(_conf(kind=ClusterKind.gpu, require_gpu=True)) as client:
+    with connect(GpuClusterConf(require_gpu=True)) as client:
         assert resolve_device(client, "auto") == "cuda"

@@ -70,6 +70,70 @@ def test_bad_value_fails_at_composition() -> None:
         compose(["task=nonexistent_task"])
 
 
+@pytest.mark.parametrize(
+    ("overrides", "key", "schema"),
+    [
+        (["cluster=local", "cluster.namespace=x"], "namespace", "LocalClusterConf"),
+        (["cluster=existing", "cluster.n_workers=3"], "n_workers", "ExistingClusterConf"),
+        (["cluster=gpu", "cluster.address=tcp://h:1"], "address", "GpuClusterConf"),
+        (["cluster=kubernetes", "cluster.processes=false"], "processes", "KubernetesClusterConf"),
+    ],
+)
+def test_a_key_of_another_cluster_kind_fails_at_composition(
+    overrides: list[str], key: str, schema: str
+) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose(overrides)
+    assert f"Key '{key}' not in '{schema}'" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "schema"),
+    [
+        (["task=info", "task.k=5"], "k", "TaskConf"),
+        (["task=train", "task.champion=x"], "champion", "FoldsTaskConf"),
+        (["task=registry", "task.lifetime_s=5"], "lifetime_s", "RegistryTaskConf"),
+    ],
+)
+def test_an_option_of_another_task_fails_at_composition(
+    overrides: list[str], key: str, schema: str
+) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose(overrides)
+    assert f"Key '{key}' not in '{schema}'" in str(info.value.__cause__)
+
+
+def test_each_task_option_has_its_schema() -> None:
+    from fraud_dask.tasks import TASK_CONFS, TaskName
+
+    for option in _options("task"):
+        node = compose([f"task={option}"]).task
+        assert OmegaConf.get_type(node) is TASK_CONFS[TaskName(option)]
+
+
+def test_each_cluster_option_has_its_kind_schema() -> None:
+    from fraud_dask.cluster import CLUSTER_CONFS, ClusterKind
+
+    for option in _options("cluster"):
+        node = compose([f"cluster={option}"]).cluster
+        assert OmegaConf.get_type(node) is CLUSTER_CONFS[ClusterKind(node.kind)]
+
+
+def test_typed_compose_gives_the_schemas_dataclasses(tmp_path: Path) -> None:
+    from fraud_dask.cluster import ExistingClusterConf
+    from fraud_dask.config import Config
+    from fraud_dask.tasks import RegistryAction, RegistryTaskConf
+
+    cfg = compose(
+        ["cluster=existing", "task=registry", "task.action=show"], run_dir=tmp_path, typed=True
+    )
+    assert isinstance(cfg, Config)
+    assert isinstance(cfg.cluster, ExistingClusterConf) and cfg.cluster.timeout == "30s"
+    assert isinstance(cfg.task, RegistryTaskConf) and cfg.task.action is RegistryAction.show
+    assert cfg.run_dir == str(tmp_path)
+    assert "${" not in cfg.paths.data_home  # interpolations resolved
+
+
 def test_importing_the_package_imports_nothing_heavy() -> None:
     import subprocess
     import sys

@@ -26,7 +26,9 @@ BAD = [
     ("cluster.n_workers=0", "cluster.n_workers: got 0, expected a positive integer"),
     ("cluster.threads_per_worker=-1", "cluster.threads_per_worker: got -1"),
     ("cluster.memory_limit=lots", "cluster.memory_limit: got 'lots'"),
-    ("cluster.timeout=soon", "cluster.timeout: got 'soon'"),
+    ("cluster=existing cluster.timeout=soon", "cluster.timeout: got 'soon'"),
+    ("cluster=kubernetes cluster.worker_memory=0", "cluster.worker_memory: got '0'"),
+    ("cluster=local cluster.kind=gpu", "cluster.kind: got 'gpu', expected the kind of its option"),
     ("cluster.dashboard_address=127.0.0.1:99999", "cluster.dashboard_address"),
     ("data.synthetic.n_rows=-5", "data.synthetic.n_rows: got -5"),
     ("data.synthetic.fraud_rate=0.5", "data.synthetic.fraud_rate: got 0.5"),
@@ -53,7 +55,7 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_value_is_a_user_error_naming_the_field(
     tmp_path: Path, override: str, message: str | None
 ) -> None:
-    cfg = compose([override], run_dir=tmp_path)
+    cfg = compose(override.split(), run_dir=tmp_path)
     if message is None:
         check_config(cfg)
         return

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from omegaconf import OmegaConf
 
+from fraud_dask.cluster import KubernetesClusterConf
 from fraud_dask.cluster import kubernetes as k8s
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,21 +26,8 @@ GPU = "cluster/kubernetes/daskcluster-gpu.yaml"
 MANIFESTS = [CPU, GPU]
 
 
-def conf(**overrides: Any) -> Any:
-    base = {
-        "kind": "kubernetes",
-        "name": "fraud-dask",
-        "namespace": "default",
-        "manifest": CPU,
-        "image": None,
-        "n_workers": 4,
-        "worker_cores": 2.0,
-        "worker_memory": "8GiB",
-        "require_gpu": False,
-        "shutdown_on_close": True,
-    }
-    base.update(overrides)
-    return OmegaConf.create(base)
+def conf(**overrides: Any) -> KubernetesClusterConf:
+    return KubernetesClusterConf(**overrides)
 
 
 def containers(spec: dict[str, Any], role: str) -> list[dict[str, Any]]:

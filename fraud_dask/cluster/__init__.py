@@ -1,8 +1,9 @@
 """Cluster selection: the only place that starts or stops a Dask cluster.
 
-A cluster is a spec (``ClusterConf``: a kind plus its options). :func:`connect` turns the spec into
-a running cluster and a :class:`distributed.Client`, as a context manager, and tears down what it
-started (never what it merely connected to).
+A cluster is a spec: a kind and its options, one schema per kind (``LocalClusterConf``,
+``GpuClusterConf``, ``ExistingClusterConf``, ``KubernetesClusterConf``). :func:`connect` turns
+the spec into a running cluster and a :class:`distributed.Client`, as a context manager, and
+tears down what it started (never what it merely connected to).
 
 Kinds
 -----
@@ -28,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from omegaconf import MISSING
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -56,37 +59,116 @@ class Device(enum.StrEnum):
 
 @dataclass
 class ClusterConf:
-    """Schema of the ``cluster`` config group (one class, every kind's options)."""
+    """Schema shared by every option of the ``cluster`` group: its kind.
+
+    Each kind has its own schema (:class:`LocalClusterConf`, :class:`GpuClusterConf`,
+    :class:`ExistingClusterConf`, :class:`KubernetesClusterConf`), registered as the group's
+    options (``configs/cluster/<option>.yaml`` names its schema in its defaults list), so a key
+    that belongs to another kind (``cluster=local cluster.namespace=x``) fails at composition.
+    """
+
+    kind: ClusterKind = MISSING
+    #: existing: the scheduler file to read when no address is given; the other kinds:
+    #: where ``task=cluster`` publishes the cluster's address (null: the default file)
+    scheduler_file: str | None = None
+
+
+@dataclass
+class LocalClusterConf(ClusterConf):
+    """``cluster=local``: a :class:`distributed.LocalCluster` on this machine."""
 
     kind: ClusterKind = ClusterKind.local
-    # local / gpu
     n_workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str = "4GiB"
     processes: bool = True
     dashboard_address: str = "127.0.0.1:0"
     host: str = "127.0.0.1"
-    # gpu
+
+
+@dataclass
+class GpuClusterConf(ClusterConf):
+    """``cluster=gpu``: :class:`dask_cuda.LocalCUDACluster`, one worker per visible GPU."""
+
+    kind: ClusterKind = ClusterKind.gpu
+    threads_per_worker: int = 1
+    memory_limit: str = "16GiB"
+    dashboard_address: str = "127.0.0.1:0"
+    host: str = "127.0.0.1"
+    #: fail instead of falling back to a local CPU cluster when there is no GPU
     require_gpu: bool = False
     rmm_pool_size: str | None = None
-    # existing
+
+
+@dataclass
+class ExistingClusterConf(ClusterConf):
+    """``cluster=existing``: attach to a running scheduler (its address or scheduler file)."""
+
+    kind: ClusterKind = ClusterKind.existing
     address: str | None = None
-    scheduler_file: str | None = None
     tls_ca_file: str | None = None
     tls_client_cert: str | None = None
     tls_client_key: str | None = None
     timeout: str = "30s"
-    # kubernetes
+
+
+@dataclass
+class KubernetesClusterConf(ClusterConf):
+    """``cluster=kubernetes``: a DaskCluster from ``manifest``, through the dask operator."""
+
+    kind: ClusterKind = ClusterKind.kubernetes
     name: str = "fraud-dask"
     namespace: str = "default"
     manifest: str = "cluster/kubernetes/daskcluster-cpu.yaml"
     image: str | None = None
+    n_workers: int = 4
     worker_cores: float = 2.0
     worker_memory: str = "8GiB"
+    require_gpu: bool = False
     shutdown_on_close: bool = True
+    tls_ca_file: str | None = None
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
 
 
-def check_cluster_conf(conf: Any) -> None:
+#: the schema of each kind (the ``cluster`` group's options are registered from it)
+CLUSTER_CONFS: dict[ClusterKind, type[ClusterConf]] = {
+    ClusterKind.local: LocalClusterConf,
+    ClusterKind.gpu: GpuClusterConf,
+    ClusterKind.existing: ExistingClusterConf,
+    ClusterKind.kubernetes: KubernetesClusterConf,
+}
+
+
+def register_cluster_schemas() -> None:
+    """Register each kind's schema as ``schema/cluster/<kind>`` in Hydra's ConfigStore.
+
+    ``configs/cluster/<option>.yaml`` starts with ``defaults: [/schema/cluster/<kind>@_here_,
+    _self_]``: its values are merged onto that schema, so a key of another kind is an error.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for kind, schema in CLUSTER_CONFS.items():
+        store.store(group="schema/cluster", name=str(kind), node=schema)
+
+
+def typed_cluster_conf(conf: ClusterConf | Any) -> ClusterConf:
+    """The per-kind dataclass of a ``cluster`` node (a composed DictConfig is converted).
+
+    Notebooks and scripts may hand :func:`connect` the composed node itself; everything below
+    works on the dataclass.
+    """
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(conf):
+        conf = OmegaConf.to_object(conf)
+    if not isinstance(conf, ClusterConf):
+        raise TypeError(f"cluster: got {type(conf).__name__}, expected a ClusterConf schema")
+    return conf
+
+
+def check_cluster_conf(conf: ClusterConf | Any) -> None:
     """Check the ``cluster`` values that can be known before a cluster starts.
 
     A LocalCluster with no worker waits forever for one, and a bad size or port fails only
@@ -94,13 +176,14 @@ def check_cluster_conf(conf: Any) -> None:
 
     Parameters
     ----------
-    conf : ClusterConf or DictConfig
-        The ``cluster`` config node.
+    conf : ClusterConf
+        The ``cluster`` node: one of the per-kind schemas (a dataclass or its DictConfig).
 
     Raises
     ------
     UserError
-        A count, size, duration, address or file that cannot work (the field is named).
+        A count, size, duration, address or file that cannot work (the field is named), or a
+        ``kind`` that is not its option's (``cluster=local cluster.kind=gpu``).
     """
     from dask.utils import parse_bytes, parse_timedelta
 
@@ -109,44 +192,53 @@ def check_cluster_conf(conf: Any) -> None:
     def bad(name: str, got: Any, expected: str) -> UserError:
         return UserError(f"cluster.{name}: got {got!r}, expected {expected}")
 
-    kind = ClusterKind(_get(conf, "kind", "local"))
-    for name in ("n_workers", "threads_per_worker"):
-        value = _get(conf, name, 1)
+    conf = typed_cluster_conf(conf)
+    kind = ClusterKind(conf.kind)
+    if type(conf) is not CLUSTER_CONFS[kind]:
+        raise bad("kind", str(kind), f"the kind of its option; choose cluster={kind} instead")
+    counts: dict[str, Any] = {}
+    if isinstance(conf, LocalClusterConf):
+        counts = {"n_workers": conf.n_workers, "threads_per_worker": conf.threads_per_worker}
+    elif isinstance(conf, GpuClusterConf):
+        counts = {"threads_per_worker": conf.threads_per_worker}
+    elif isinstance(conf, KubernetesClusterConf):
+        counts = {"n_workers": conf.n_workers}
+    for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise bad(name, value, "a positive integer")
-    memory = _get(conf, "memory_limit", "auto")
-    if memory not in (None, "auto"):
+    if isinstance(conf, LocalClusterConf | GpuClusterConf):
+        memory = conf.memory_limit
+        if memory not in (None, "auto"):
+            try:
+                ok = parse_bytes(memory) >= 0 if isinstance(memory, str) else float(memory) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise bad("memory_limit", memory, "a size such as 4GiB, 'auto' or 0 (no limit)")
+        dashboard = conf.dashboard_address
+        if dashboard not in (None, ""):
+            _, sep, port = str(dashboard).rpartition(":")
+            if not (port.isdigit() and int(port) <= 65535):
+                raise bad("dashboard_address", dashboard, "HOST:PORT or :PORT with a port 0-65535")
+    if isinstance(conf, KubernetesClusterConf):
         try:
-            ok = parse_bytes(memory) >= 0 if isinstance(memory, str) else float(memory) >= 0
+            ok = parse_bytes(conf.worker_memory) > 0
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise bad("memory_limit", memory, "a size such as 4GiB, 'auto' or 0 (no limit)")
-    worker_memory = _get(conf, "worker_memory", "8GiB")
-    try:
-        ok = parse_bytes(worker_memory) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise bad("worker_memory", worker_memory, "a positive size such as 8GiB")
-    cores = _get(conf, "worker_cores", 1.0)
-    if isinstance(cores, bool) or not isinstance(cores, int | float) or not cores > 0:
-        raise bad("worker_cores", cores, "a positive number of cores")
-    timeout = _get(conf, "timeout", "30s")
-    try:
-        ok = parse_timedelta(timeout) > 0
-    except (TypeError, ValueError, KeyError):
-        ok = False
-    if not ok:
-        raise bad("timeout", timeout, "a positive duration such as 30s")
-    dashboard = _get(conf, "dashboard_address")
-    if dashboard not in (None, ""):
-        _, sep, port = str(dashboard).rpartition(":")
-        if not (port.isdigit() and int(port) <= 65535):
-            raise bad("dashboard_address", dashboard, "HOST:PORT or :PORT with a port 0-65535")
-    if kind is ClusterKind.existing:
+            raise bad("worker_memory", conf.worker_memory, "a positive size such as 8GiB")
+        cores = conf.worker_cores
+        if isinstance(cores, bool) or not isinstance(cores, int | float) or not cores > 0:
+            raise bad("worker_cores", cores, "a positive number of cores")
+    if isinstance(conf, ExistingClusterConf):
+        try:
+            ok = parse_timedelta(conf.timeout) > 0
+        except (TypeError, ValueError, KeyError):
+            ok = False
+        if not ok:
+            raise bad("timeout", conf.timeout, "a positive duration such as 30s")
         for name in ("scheduler_file", "tls_ca_file", "tls_client_cert", "tls_client_key"):
-            path = _get(conf, name)
+            path = getattr(conf, name)
             if path and not Path(str(path)).expanduser().is_file():
                 raise bad(name, path, "an existing file")
 
@@ -172,21 +264,16 @@ def data_home() -> Path:
     return base / "fraud_dask"
 
 
-def _get(conf: Any, key: str, default: Any = None) -> Any:
-    value = getattr(conf, key, default)
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-def _local_cluster(conf: Any) -> Any:
+def _local_cluster(conf: LocalClusterConf) -> Any:
     from distributed import LocalCluster
 
     return LocalCluster(
-        n_workers=int(_get(conf, "n_workers", 2)),
-        threads_per_worker=int(_get(conf, "threads_per_worker", 1)),
-        memory_limit=_get(conf, "memory_limit", "4GiB"),
-        processes=bool(_get(conf, "processes", True)),
-        host=_get(conf, "host", "127.0.0.1"),
-        dashboard_address=_get(conf, "dashboard_address", "127.0.0.1:0"),
+        n_workers=int(conf.n_workers),
+        threads_per_worker=int(conf.threads_per_worker),
+        memory_limit=conf.memory_limit,
+        processes=bool(conf.processes),
+        host=conf.host,
+        dashboard_address=conf.dashboard_address,
         silence_logs=logging.ERROR,
     )
 
@@ -201,8 +288,7 @@ def gpu_count() -> int:
         return 0
 
 
-def _gpu_cluster(conf: Any) -> Any:
-    require = bool(_get(conf, "require_gpu", False))
+def _gpu_cluster(conf: GpuClusterConf) -> Any:
     reason = None
     try:
         from dask_cuda import LocalCUDACluster
@@ -212,7 +298,7 @@ def _gpu_cluster(conf: Any) -> Any:
         if gpu_count() == 0:
             reason = "no CUDA device is visible on this machine (NVML reports 0 GPUs)"
     if reason is not None:
-        if require:
+        if conf.require_gpu:
             raise RuntimeError(f"cluster=gpu with cluster.require_gpu=true, but {reason}")
         warnings.warn(
             f"cluster=gpu: {reason}; falling back to cluster=local "
@@ -221,23 +307,28 @@ def _gpu_cluster(conf: Any) -> Any:
             stacklevel=3,
         )
         log.warning("cluster=gpu: %s; falling back to a local CPU cluster", reason)
-        return _local_cluster(conf)
+        return _local_cluster(
+            LocalClusterConf(
+                threads_per_worker=conf.threads_per_worker,
+                memory_limit=conf.memory_limit,
+                dashboard_address=conf.dashboard_address,
+                host=conf.host,
+            )
+        )
     kwargs: dict[str, Any] = {
-        "threads_per_worker": int(_get(conf, "threads_per_worker", 1)),
-        "memory_limit": _get(conf, "memory_limit", "4GiB"),
-        "dashboard_address": _get(conf, "dashboard_address", "127.0.0.1:0"),
-        "host": _get(conf, "host", "127.0.0.1"),
+        "threads_per_worker": int(conf.threads_per_worker),
+        "memory_limit": conf.memory_limit,
+        "dashboard_address": conf.dashboard_address,
+        "host": conf.host,
         "silence_logs": logging.ERROR,
     }
-    if _get(conf, "rmm_pool_size"):
-        kwargs["rmm_pool_size"] = _get(conf, "rmm_pool_size")
+    if conf.rmm_pool_size:
+        kwargs["rmm_pool_size"] = conf.rmm_pool_size
     return LocalCUDACluster(**kwargs)
 
 
-def _security(conf: Any) -> Any:
-    ca = _get(conf, "tls_ca_file")
-    cert = _get(conf, "tls_client_cert")
-    key = _get(conf, "tls_client_key")
+def _security(conf: ExistingClusterConf) -> Any:
+    ca, cert, key = conf.tls_ca_file, conf.tls_client_cert, conf.tls_client_key
     if not (ca or cert or key):
         return None
     missing = [n for n, v in (("tls_ca_file", ca), ("tls_client_cert", cert)) if not v]
@@ -250,12 +341,11 @@ def _security(conf: Any) -> Any:
     )
 
 
-def existing_address(conf: Any) -> str:
+def existing_address(conf: ExistingClusterConf) -> str:
     """The scheduler address for ``cluster=existing``: the config, else the scheduler file."""
-    address = _get(conf, "address")
-    if address:
-        return str(address)
-    path = Path(_get(conf, "scheduler_file") or default_scheduler_file()).expanduser()
+    if conf.address:
+        return str(conf.address)
+    path = Path(conf.scheduler_file or default_scheduler_file()).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
             f"cluster=existing: no cluster.address given and no scheduler file at {path}; "
@@ -277,13 +367,15 @@ def dashboard_link(client: Client) -> str:
 
 
 @contextlib.contextmanager
-def connect(conf: Any) -> Iterator[Client]:
+def connect(conf: ClusterConf | Any) -> Iterator[Client]:
     """Start (or attach to) the cluster described by ``conf`` and yield a connected Client.
 
     Parameters
     ----------
-    conf : ClusterConf or DictConfig
-        The ``cluster`` config node.
+    conf : ClusterConf
+        The ``cluster`` node: a per-kind schema (:class:`LocalClusterConf`,
+        :class:`GpuClusterConf`, :class:`ExistingClusterConf`, :class:`KubernetesClusterConf`),
+        as a dataclass or as the composed DictConfig.
 
     Yields
     ------
@@ -292,27 +384,29 @@ def connect(conf: Any) -> Iterator[Client]:
     """
     from distributed import Client
 
-    kind = ClusterKind(_get(conf, "kind", "local"))
+    conf = typed_cluster_conf(conf)
     cluster: Any = None
-    if kind is ClusterKind.local:
+    if isinstance(conf, LocalClusterConf):
         cluster = _local_cluster(conf)
-    elif kind is ClusterKind.gpu:
+    elif isinstance(conf, GpuClusterConf):
         cluster = _gpu_cluster(conf)
-    elif kind is ClusterKind.kubernetes:
+    elif isinstance(conf, KubernetesClusterConf):
         from fraud_dask.cluster.kubernetes import make_kube_cluster
 
         cluster = make_kube_cluster(conf)
+    elif not isinstance(conf, ExistingClusterConf):
+        raise TypeError(f"cluster: {type(conf).__name__} is not one of the per-kind schemas")
     try:
-        if cluster is not None:
-            client = Client(cluster)
-        else:
+        if isinstance(conf, ExistingClusterConf):
             address = existing_address(conf)
-            client = Client(address, security=_security(conf), timeout=_get(conf, "timeout"))
+            client = Client(address, security=_security(conf), timeout=conf.timeout)
+        else:
+            client = Client(cluster)
         with client:
             info = client.scheduler_info(n_workers=-1)
             log.info(
                 "cluster=%s scheduler=%s workers=%d dashboard=%s",
-                kind.value,
+                conf.kind,
                 info.get("address", "?"),
                 len(info.get("workers", {})),
                 dashboard_link(client) or "(none)",

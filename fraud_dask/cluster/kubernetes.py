@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import enum
 import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from fraud_dask.cluster import KubernetesClusterConf
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API_VERSION = "kubernetes.dask.org/v1"
@@ -50,11 +52,6 @@ TLS_ENV_ROLE = {
         "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY",
     ),
 }
-
-
-def _get(conf: Any, key: str, default: Any = None) -> Any:
-    value = getattr(conf, key, default) if not isinstance(conf, dict) else conf.get(key, default)
-    return value.value if isinstance(value, enum.Enum) else value
 
 
 def resolve_manifest(path: str | Path) -> Path:
@@ -157,12 +154,12 @@ def is_gpu_spec(spec: dict[str, Any]) -> bool:
     return (spec.get("metadata") or {}).get("labels", {}).get(VARIANT_LABEL) == "gpu"
 
 
-def build_cluster_spec(conf: Any) -> dict[str, Any]:
+def build_cluster_spec(conf: KubernetesClusterConf) -> dict[str, Any]:
     """Load the DaskCluster manifest named by ``conf`` and apply the config's overrides.
 
     Parameters
     ----------
-    conf : ClusterConf or DictConfig
+    conf : KubernetesClusterConf
         The ``cluster`` config node. Used: ``manifest``, ``name``, ``namespace``, ``image``
         (None keeps the manifest's), ``n_workers``, ``worker_cores``, ``worker_memory``
         (Dask size such as ``"8GiB"``), ``require_gpu``.
@@ -177,14 +174,10 @@ def build_cluster_spec(conf: Any) -> dict[str, Any]:
     ValueError
         When the result is not a valid DaskCluster (the message names the path in the spec).
     """
-    source = str(_get(conf, "manifest", "cluster/kubernetes/daskcluster-cpu.yaml"))
+    source = str(conf.manifest)
     spec = copy.deepcopy(load_manifest(source))
-    name = str(_get(conf, "name", "fraud-dask"))
-    namespace = str(_get(conf, "namespace", "default"))
-    image = _get(conf, "image")
-    n_workers = _get(conf, "n_workers")
-    cores = _get(conf, "worker_cores")
-    memory = _get(conf, "worker_memory")
+    name, namespace, image = str(conf.name), str(conf.namespace), conf.image
+    n_workers, cores, memory = conf.n_workers, conf.worker_cores, conf.worker_memory
 
     meta = spec.setdefault("metadata", {})
     meta["name"] = name
@@ -216,7 +209,7 @@ def build_cluster_spec(conf: Any) -> dict[str, Any]:
                 _set_arg(args, "--nthreads", str(max(1, int(float(cores)))))
             if memory is not None:
                 _set_arg(args, "--memory-limit", str(memory))
-    validate_cluster_spec(spec, source=source, require_gpu=bool(_get(conf, "require_gpu", False)))
+    validate_cluster_spec(spec, source=source, require_gpu=bool(conf.require_gpu))
     return spec
 
 
@@ -397,9 +390,9 @@ def validate_cluster_spec(
         raise ValueError("\n  ".join([head, *errors]))
 
 
-def client_security(conf: Any) -> Any:
+def client_security(conf: KubernetesClusterConf) -> Any:
     """The client's :class:`distributed.security.Security` from ``cluster.tls_*`` paths."""
-    ca, cert, key = (_get(conf, k) for k in ("tls_ca_file", "tls_client_cert", "tls_client_key"))
+    ca, cert, key = conf.tls_ca_file, conf.tls_client_cert, conf.tls_client_key
     missing = [n for n, v in (("tls_ca_file", ca), ("tls_client_cert", cert)) if not v]
     if missing:
         raise ValueError(
@@ -441,12 +434,12 @@ def tls_rpc(security: Any) -> Iterator[None]:
         kubecluster.rpc, networking.rpc = saved
 
 
-def make_kube_cluster(conf: Any) -> Any:
+def make_kube_cluster(conf: KubernetesClusterConf) -> Any:
     """Create (or connect to) the DaskCluster on Kubernetes; this contacts the cluster.
 
     Parameters
     ----------
-    conf : ClusterConf or DictConfig
+    conf : KubernetesClusterConf
         The ``cluster`` node: what :func:`build_cluster_spec` uses, plus ``namespace``,
         ``shutdown_on_close`` and the client TLS files ``tls_ca_file``, ``tls_client_cert``,
         ``tls_client_key``.
@@ -477,7 +470,7 @@ def make_kube_cluster(conf: Any) -> Any:
     return TLSKubeCluster(
         security=security,
         custom_cluster_spec=spec,
-        namespace=str(_get(conf, "namespace", "default")),
-        shutdown_on_close=bool(_get(conf, "shutdown_on_close", True)),
+        namespace=str(conf.namespace),
+        shutdown_on_close=bool(conf.shutdown_on_close),
         quiet=True,
     )

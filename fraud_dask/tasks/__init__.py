@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import MISSING
+
 
 class TaskName(enum.StrEnum):
     """Which task runs (``task.name``): the module ``fraud_dask.tasks.<name>``."""
@@ -43,32 +45,102 @@ class RegistryAction(enum.StrEnum):
 
 @dataclass
 class TaskConf:
-    """Schema of the ``task`` config group: which task runs, and its own options."""
+    """Schema shared by every option of the ``task`` group: which task runs.
 
-    name: TaskName = TaskName.pipeline
-    # cluster: how long to keep a long-lived cluster up (0 = until interrupted)
-    lifetime_s: float = 0.0
+    Each task with options of its own has its schema below; ``configs/task/<name>.yaml`` names
+    its schema in its defaults list (``/schema/task/<name>@_here_``), so an option of another
+    task (``task=info task.k=5``) fails at composition.
+    """
+
+    name: TaskName = MISSING
     # write a Dask performance report of the run into the run directory
     performance_report: bool = True
-    # train / evaluate: which folds (test: the prequential test folds; baseline: one split)
+
+
+@dataclass
+class FoldsTaskConf(TaskConf):
+    """``task=pipeline``, ``train``, ``evaluate``: models over the time-based folds."""
+
+    # which folds (test: the prequential test folds; baseline: one split)
     folds: str = "test"
-    # train / evaluate: where fold models are saved (null: <run_dir>/models)
+    # where fold models are saved (null: <run_dir>/models)
     model_dir: str | None = None
-    # train / evaluate: read features written by task=features instead of building them
+    # read features written by task=features instead of building them
     features_path: str | None = None
-    # evaluate: cards per day for card precision@k, and the false-positive rate for recall@FPR
+    # cards per day for card precision@k, and the false-positive rate for recall@FPR
     k: int = 100
     max_fpr: float = 0.01
-    # registry: list | show | promote (a closed set: another value fails at compose time)
+
+
+@dataclass
+class OnboardTaskConf(FoldsTaskConf):
+    """``task=onboard``: the fold options, and the champion to compare with."""
+
+    name: TaskName = TaskName.onboard
+    # the registry model whose champion is compared with the client model (null: the source's
+    # own model, registry.name)
+    champion: str | None = None
+
+
+@dataclass
+class ClusterTaskConf(TaskConf):
+    """``task=cluster``: keep a cluster up for others to attach to."""
+
+    name: TaskName = TaskName.cluster
+    # how long to keep it up (0 = until interrupted)
+    lifetime_s: float = 0.0
+
+
+@dataclass
+class RegistryTaskConf(TaskConf):
+    """``task=registry``: list, show or promote model versions."""
+
+    name: TaskName = TaskName.registry
+    # a closed set: another value fails at compose time
     action: RegistryAction = RegistryAction.list
-    # ingest: check duplicate tx_id across the whole source (one extra pass and a shuffle);
+
+
+@dataclass
+class IngestTaskConf(TaskConf):
+    """``task=ingest``: check every row of a source, write kept rows and the quarantine."""
+
+    name: TaskName = TaskName.ingest
+    # check duplicate tx_id across the whole source (one extra pass and a shuffle);
     # null: as data.dedupe (default true)
     dedupe: bool | None = None
-    # ingest / features / score: where the task writes its dataset (null: under the run directory)
+    # where the dataset goes (null: under the run directory)
     output: str | None = None
-    # onboard: the registry model whose champion is compared with the client model (null: the
-    # source's own model, registry.name)
-    champion: str | None = None
+
+
+@dataclass
+class ScoreTaskConf(TaskConf):
+    """``task=score``: batch scoring; ``score.output`` wins over ``task.output``."""
+
+    name: TaskName = TaskName.score
+    output: str | None = None
+
+
+#: the schema of each task (tasks without options of their own use :class:`TaskConf`)
+TASK_CONFS: dict[TaskName, type[TaskConf]] = {
+    **{name: TaskConf for name in TaskName},
+    TaskName.pipeline: FoldsTaskConf,
+    TaskName.train: FoldsTaskConf,
+    TaskName.evaluate: FoldsTaskConf,
+    TaskName.onboard: OnboardTaskConf,
+    TaskName.cluster: ClusterTaskConf,
+    TaskName.registry: RegistryTaskConf,
+    TaskName.ingest: IngestTaskConf,
+    TaskName.score: ScoreTaskConf,
+}
+
+
+def register_task_schemas() -> None:
+    """Register each task's schema as ``schema/task/<name>`` in Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, schema in TASK_CONFS.items():
+        store.store(group="schema/task", name=str(name), node=schema)
 
 
 def task_option(cfg: Any, key: str, default: Any) -> Any:
