@@ -1,0 +1,87 @@
+"""Train XGBoost on a fresh local cluster and SIGKILL one worker process while it trains.
+
+Run as a script by tests/test_chaos.py (its own process: XGBoost's tracker lives in the
+scheduler, which a LocalCluster keeps in this process). Prints one JSON line: ``status`` ("ok" with
+``rounds``, ``ap`` and ``ap_calm``, or "failed" with ``error`` and ``message``), ``killed`` and
+``seconds``.
+
+    python tests/chaos_fit.py ROUNDS RETRIES COLLECTIVE_TIMEOUT_S
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main() -> None:
+    from distributed import Client, LocalCluster
+    from sklearn.metrics import average_precision_score
+    from test_train import PARAMS, conf, make_frame, to_dask
+
+    from fraud_dask.train import train
+
+    rounds, retries, collective = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    logging.basicConfig(level=logging.WARNING)
+    pdf = make_frame(60_000, seed=21)
+    y = pdf["is_fraud"].to_numpy()
+    c = conf(
+        num_boost_round=rounds,
+        params=PARAMS | {"max_depth": 8},
+        retries=retries,
+        collective_timeout_s=collective,
+    )
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        calm = train(client, to_dask(pdf, 4), None, c, "cpu")
+        killed: list[int] = []
+
+        def killer() -> None:
+            # kill as soon as XGBoost's training tasks run (their keys start with "fn-")
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                busy = [k for keys in client.processing().values() for k in keys]
+                if any(str(k).startswith("fn-") for k in busy):
+                    time.sleep(0.5)
+                    pids = client.run(os.getpid)
+                    pid = sorted(pids.items())[0][1]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+                time.sleep(0.05)
+
+        threading.Thread(target=killer, daemon=True).start()
+        started = time.monotonic()
+        try:
+            model = train(client, to_dask(pdf, 4), None, c, "cpu")
+        except Exception as exc:  # the outcome is the test's to judge
+            out = {"status": "failed", "error": type(exc).__name__, "message": str(exc)}
+        else:
+            out = {
+                "status": "ok",
+                "rounds": model.booster.num_boosted_rounds(),
+                "ap": float(average_precision_score(y, model.predict_partition(pdf))),
+                "ap_calm": float(average_precision_score(y, calm.predict_partition(pdf))),
+            }
+        out |= {"killed": bool(killed), "seconds": round(time.monotonic() - started, 1)}
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
