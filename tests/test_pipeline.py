@@ -44,9 +44,12 @@ def test_pipeline_writes_metrics_report_and_models(client, tmp_path):
     json.dumps(_jsonable(out))  # metrics.json material
 
     folds = folds_of(cfg, read_feature_frame(cfg.data, cfg.features, client)[0], "test")
-    assert [f.name for f in folds] == ["test-0", "test-1", "test-2"]
+    # the folds the data-aware split chose (80 days at 2% fraud: room for at least two)
+    names = [f.name for f in folds]
+    assert len(names) >= 2 and names == [f"test-{i}" for i in range(len(names))]
+    assert [f["name"] for f in out["split"]["folds"]["test"]] == names
     per_fold = out["test"]["per_fold"]
-    assert list(per_fold) == ["test-0", "test-1", "test-2"]
+    assert list(per_fold) == names
     for key in ("roc_auc", "average_precision", "card_precision_at_100"):
         values = [per_fold[f][key] for f in per_fold]
         assert out["test"][key] == pytest.approx(np.mean(values))

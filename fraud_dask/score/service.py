@@ -210,7 +210,7 @@ async def _label(request: web.Request) -> web.Response:
         updated = scorer.label(body["tx_id"], body["is_fraud"], body.get("label_ts"))  # type: ignore[attr-defined]
     except KeyError as exc:
         raise Rejected(404, str(exc.args[0])) from None
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # an integer too large for any id or time
         raise Rejected(422, str(exc)) from None
     request.app[STATS]["labels"] += 1
     return web.json_response({"tx_id": redact_id(body["tx_id"]), "updated": updated})
@@ -227,7 +227,7 @@ async def _score(request: web.Request) -> web.Response:
     event = await _json_object(request, "one transaction")
     try:
         result = scorer.score(event)  # type: ignore[attr-defined]
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # checked before any state changes
         stats["rejected"] += 1
         raise Rejected(422, str(exc)) from None
     stats["events"] += 1
