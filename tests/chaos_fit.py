@@ -2,8 +2,8 @@
 
 Run as a script by tests/test_chaos.py (its own process: XGBoost's tracker lives in the
 scheduler, which a LocalCluster keeps in this process). Prints one JSON line: ``status`` ("ok" with
-``rounds``, ``ap`` and ``ap_calm``, or "failed" with ``error`` and ``message``), ``killed`` and
-``seconds``.
+``rounds``, ``ap`` and ``ap_calm``, or "failed" with ``error`` and ``message``), ``killed``,
+``seconds`` and ``seconds_calm`` (the same fit undisturbed, before).
 
     python tests/chaos_fit.py ROUNDS RETRIES COLLECTIVE_TIMEOUT_S
 """
@@ -49,7 +49,9 @@ def main() -> None:
         ) as cluster,
         Client(cluster) as client,
     ):
+        t0 = time.monotonic()
         calm = train(client, to_dask(pdf, 4), None, c, "cpu")
+        calm_seconds = round(time.monotonic() - t0, 1)
         killed: list[int] = []
 
         def killer() -> None:
@@ -79,7 +81,11 @@ def main() -> None:
                 "ap": float(average_precision_score(y, model.predict_partition(pdf))),
                 "ap_calm": float(average_precision_score(y, calm.predict_partition(pdf))),
             }
-        out |= {"killed": bool(killed), "seconds": round(time.monotonic() - started, 1)}
+        out |= {
+            "killed": bool(killed),
+            "seconds": round(time.monotonic() - started, 1),
+            "seconds_calm": calm_seconds,
+        }
     print(json.dumps(out), flush=True)
 
 

@@ -73,6 +73,12 @@ def _lost_worker_error(error: BaseException) -> bool:
     )
 
 
+def _brief(error: BaseException, limit: int = 300) -> str:
+    """The error's message without XGBoost's native stack trace, on one short line."""
+    text = " ".join(str(error).split("Stack trace:")[0].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _workers(client: Any) -> set[str]:
     return set(client.scheduler_info(n_workers=-1)["workers"])
 
@@ -126,7 +132,7 @@ def _attempt(
         if lost_at is None and gone:
             why = f"worker(s) {sorted(gone)} left the cluster during the fit"
         if lost_at is not None or gone or _lost_worker_error(error):
-            raise _Stop(f"{why or 'a worker was lost'}: {type(error).__name__}: {error}")
+            raise _Stop(f"{why or 'a worker was lost'}: {type(error).__name__}: {_brief(error)}")
         raise error
     return box["result"]
 
