@@ -105,3 +105,39 @@ def test_features_are_identical_when_a_worker_dies_mid_compute(own_client):
     hit = build_features(frame, features).compute().sort_values("tx_id")
     timer.join()
     pd.testing.assert_frame_equal(hit.reset_index(drop=True), calm.reset_index(drop=True))
+
+
+def test_batch_scores_and_metrics_are_identical_when_a_worker_dies(own_client):
+    """Scoring and evaluation are plain dask graphs: a killed worker's tasks are recomputed."""
+    import time
+
+    from test_train import conf, make_frame, to_dask
+
+    from fraud_dask.metrics import evaluate
+    from fraud_dask.train import train
+
+    model = train(own_client, to_dask(make_frame(20_000, seed=5), 2), None, conf(), "cpu")
+    frame = to_dask(make_frame(300_000, seed=6, days=30), 12)
+
+    def scored_and_metrics():
+        scored = model.score(frame)
+        return scored.compute(), evaluate(scored, by_day=True, curves=False)
+
+    calm_scores, calm_metrics = scored_and_metrics()
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        _kill_one_worker(own_client)
+        killed_at.append(time.monotonic())
+
+    timer = threading.Timer(0.5, kill)
+    timer.start()
+    hit_scores, hit_metrics = scored_and_metrics()
+    finished = time.monotonic()
+    timer.join()
+    assert killed_at and killed_at[0] < finished, "the worker died after the work was done"
+    pd.testing.assert_frame_equal(
+        hit_scores.sort_values("tx_id").reset_index(drop=True),
+        calm_scores.sort_values("tx_id").reset_index(drop=True),
+    )
+    assert hit_metrics == calm_metrics
