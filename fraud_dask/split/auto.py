@@ -286,7 +286,11 @@ def plan_folds(
             "with the most frauds were kept"
         )
     if n < target:
-        reasons.append(f"{n} fold(s) instead of split.n_folds={target}: the history holds no more")
+        reasons.append(
+            f"{n} fold(s) instead of split.n_folds={target}: more would leave test folds under "
+            f"{min_frauds} frauds, or training periods shorter than the test folds together or "
+            f"under {min_train_frauds} frauds"
+        )
     for i, c in enumerate(counts):
         if c < min_frauds:
             warnings.append(
