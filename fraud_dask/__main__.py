@@ -128,7 +128,8 @@ def execute(cfg: Any) -> dict[str, Any]:
             if cfg.task.performance_report:
                 from distributed import performance_report
 
-                with performance_report(filename=str(report)):
+                # inline: BokehJS embedded, so the report renders on an offline machine
+                with performance_report(filename=str(report), mode="inline"):
                     result = task(cfg, client)
             else:
                 result = task(cfg, client)
