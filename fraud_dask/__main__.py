@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fraud_dask import console
 from fraud_dask.config import SECRET_KEYS, redacted
 from fraud_dask.errors import RunFailed, UserError
 
@@ -38,6 +39,13 @@ _failed_jobs: list[str] = []
 #: the failed jobs whose cause was not the input (RunFailed): main() exits 1 if all are such
 _run_failures: list[str] = []
 RUN_FAILED = 1
+#: the jobs of a multirun (number, overrides, status, result), for the table at its end
+_jobs: list[dict[str, Any]] = []
+_sweep: dict[str, str] = {}
+#: the task and run directory of the job running now (empty once it ended): an interrupt names them
+_interrupted: dict[str, str] = {}
+#: the name of the table of a sweep's jobs, written into the sweep directory
+MULTIRUN_TABLE = "multirun_summary.csv"
 
 
 def _jsonable(value: Any) -> Any:
@@ -56,37 +64,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def _summary(task: str, result: dict[str, Any], run_dir: Path) -> str:
-    lines = [f"fraud_dask task={task} finished; run directory: {run_dir}"]
-    for key in ("rows", "rows_written", "rows_in", "rows_kept", "rows_quarantined"):
-        if key in result:
-            lines.append(f"  {key}: {result[key]}")
-    reasons = result.get("by_reason")
-    if isinstance(reasons, dict) and any(reasons.values()):
-        lines.append(
-            "  quarantined by reason: " + ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
-        )
-    test = result.get("test")
-    if isinstance(test, dict):
-        for key in ("roc_auc", "average_precision", "card_precision_at_100", "recall_at_fpr"):
-            if key in test and isinstance(test[key], int | float):
-                std = test.get(f"{key}_std")
-                spread = f" ± {std:.4f}" if isinstance(std, int | float) and std else ""
-                lines.append(f"  test.{key}: {test[key]:.4f}{spread}")
-        per_fold = test.get("per_fold")
-        if isinstance(per_fold, dict) and per_fold:
-            folds = ", ".join(f"{name} ({f.get('n_fraud')} frauds)" for name, f in per_fold.items())
-            lines.append(f"  folds: {folds}")
-    for key in ("report", "output", "model_path"):
-        if isinstance(result.get(key), str):
-            lines.append(f"  {key}: {result[key]}")
-    warnings = result.get("warnings")
-    if isinstance(warnings, list) and warnings:
-        lines.append(f"  WARNINGS ({len(warnings)}; all in metrics.json):")
-        for w in warnings[:8]:
-            lines.append(f"  - {w.get('message', w) if isinstance(w, dict) else w}")
-        if len(warnings) > 8:
-            lines.append(f"  - ... and {len(warnings) - 8} more")
-    return "\n".join(lines)
+    """The aligned block printed when a task ends (:func:`fraud_dask.console.summary`)."""
+    return console.summary(task, result, run_dir)
 
 
 def check_config(cfg: Any) -> None:
@@ -105,13 +84,36 @@ def check_config(cfg: Any) -> None:
         check_serve_conf(cfg.score.serve)
 
 
+def needs_cluster(task: Any) -> bool:
+    """Whether a task's ``run`` needs a cluster: its module's ``NEEDS_CLUSTER`` (default True).
+
+    A task that reads a few files (``registry``, ``info``) sets ``NEEDS_CLUSTER = False`` and
+    is called with ``client=None``, without the seconds a cluster takes to start."""
+    module = sys.modules.get(getattr(task, "__module__", ""), None)
+    return bool(getattr(module, "NEEDS_CLUSTER", True))
+
+
+@contextlib.contextmanager
+def _session(cfg: Any, task: Any) -> Iterator[Any]:
+    """The task's client: ``connect(cfg.cluster)`` with the cluster's progress bar on the
+    console, or None for a task that needs no cluster (:func:`needs_cluster`)."""
+    if not needs_cluster(task):
+        yield None
+        return
+    from fraud_dask.cluster import connect
+    from fraud_dask.worker_logs import QuietUserErrors
+
+    with connect(cfg.cluster) as client:
+        client.register_plugin(QuietUserErrors())  # the client reports them, on one line
+        with console.cluster_progress(client):
+            yield client
+
+
 def execute(cfg: Any) -> dict[str, Any]:
     """Run ``cfg.task`` in one cluster session and write the run directory's artifacts."""
     from omegaconf import OmegaConf
 
-    from fraud_dask.cluster import connect
     from fraud_dask.tasks import get_task
-    from fraud_dask.worker_logs import QuietUserErrors
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -123,9 +125,8 @@ def execute(cfg: Any) -> dict[str, Any]:
     started = time.perf_counter()
     report = run_dir / "dask-report.html"
     try:
-        with connect(cfg.cluster) as client:
-            client.register_plugin(QuietUserErrors())  # the client reports them, on one line
-            if cfg.task.performance_report:
+        with _session(cfg, task) as client:
+            if cfg.task.performance_report and client is not None:
                 from distributed import performance_report
 
                 # inline: BokehJS embedded, so the report renders on an offline machine
@@ -161,15 +162,28 @@ def _hydra_main(cfg: Any) -> Any:
     cfg.run_dir = hc.runtime.output_dir
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Hydra has just set up logging: known library noise stays in fraud_dask.log only
+    console.quiet_console()
+    console.configure(cfg.console)
     # Hydra's own .hydra/ copy is switched off (it would keep secrets given as overrides)
     overrides = [_redact_override(o) for o in hc.overrides.task]
     (run_dir / "overrides.yaml").write_text(
         "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n"
     )
+    job: dict[str, Any] = {"overrides": overrides, "status": "ok"}
+    if hc.mode == RunMode.MULTIRUN:
+        job["num"] = hc.job.num
+        _sweep["dir"] = str(hc.sweep.dir)
+        _jobs.append(job)
+    _interrupted.update(task=str(cfg.task.name), run_dir=str(run_dir))
     with _HydraReraises.task():
         try:
-            return execute(cfg)
+            job["result"] = execute(cfg)
+            _interrupted.clear()
+            return job["result"]
         except (UserError, RunFailed) as exc:
+            _interrupted.clear()
+            job["status"] = "failed" if isinstance(exc, RunFailed) else "error"
             if _full_error_requested():
                 raise
             # Returned, not raised: Hydra would add a line of its own ("Error executing job
@@ -250,6 +264,59 @@ class _HydraReraises:
         os.environ[_FULL_ERROR] = "1"  # for the next job's composition under -m
 
 
+def _launch(wrapped: Any) -> None:
+    """Run Hydra's main; a config Hydra cannot compose ends with one line and status 2."""
+    if _full_error_requested():
+        wrapped()  # Hydra's own behaviour: every error with its full traceback
+        return
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    with _HydraReraises.around_hydra():
+        try:
+            wrapped()
+        except (CompactHydraException, OmegaConfBaseException) as exc:
+            # only Hydra's own work (composing, launching) gets here: a task's exceptions
+            # are UserErrors reported by _hydra_main or bugs that Hydra reports itself
+            _report(_config_error_line(exc))
+            sys.exit(USAGE_ERROR)
+
+
+def _stopped() -> None:
+    """End a run that SIGINT or SIGTERM interrupted: one line on stderr, status 128 + signal.
+
+    The cluster and the task's context managers have closed by now (the interrupt went
+    through them). A task that runs until stopped (``cluster``, ``serve``) never gets here:
+    it returns its result and the run ends with status 0.
+    """
+    name = console.stop_signal() or "SIGINT"
+    console.STOP.set()  # a second signal from here on is reported, not raised
+    if _interrupted:
+        where = f"; partial outputs in {_interrupted['run_dir']}"
+        what = f"task={_interrupted['task']} interrupted by {name} before it finished{where}"
+    else:
+        what = f"interrupted by {name} before any task started"
+    print(f"\nstopped: {what}", file=sys.stderr, flush=True)
+    sys.exit(console.stop_status())
+
+
+def _multirun_summary() -> None:
+    """Print the table of a sweep's jobs and write it as CSV into the sweep directory."""
+    import csv
+
+    header, rows = console.multirun_table(_jobs)
+    print(f"\nfraud_dask multirun: {len(_jobs)} job(s)", flush=True)
+    print(console.format_table(header, rows), flush=True)
+    sweep = Path(_sweep.get("dir", "."))
+    if sweep.is_dir():
+        path = sweep / MULTIRUN_TABLE
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+        print(f"table: {path}", flush=True)
+
+
 def main() -> None:
     """Console entry point (``python -m fraud_dask`` / ``fraud-dask``)."""
     import hydra
@@ -263,20 +330,14 @@ def main() -> None:
     wrapped = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")(
         _hydra_main
     )
-    if _full_error_requested():
-        wrapped()  # Hydra's own behaviour: every error with its full traceback
-    else:
-        from hydra.errors import CompactHydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        with _HydraReraises.around_hydra():
-            try:
-                wrapped()
-            except (CompactHydraException, OmegaConfBaseException) as exc:
-                # only Hydra's own work (composing, launching) gets here: a task's exceptions
-                # are UserErrors reported by _hydra_main or bugs that Hydra reports itself
-                _report(_config_error_line(exc))
-                sys.exit(USAGE_ERROR)
+    console.install_signal_handlers()  # SIGTERM as Ctrl-C: clusters close on the way out
+    try:
+        _launch(wrapped)
+    except KeyboardInterrupt:
+        _stopped()
+    finally:
+        if _jobs:
+            _multirun_summary()
     if _failed_jobs:
         sys.exit(RUN_FAILED if len(_run_failures) == len(_failed_jobs) else USAGE_ERROR)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from fraud_dask.cluster import ClusterConf
 from fraud_dask.compare import CompareConf
+from fraud_dask.console import ConsoleConf
 from fraud_dask.data.config import DataConf
 from fraud_dask.features.config import FeaturesConf
 from fraud_dask.registry import RegistryConf
@@ -52,6 +53,8 @@ class Config:
     score: ScoreConf = field(default_factory=ScoreConf)
     compare: CompareConf = field(default_factory=CompareConf)
     paths: PathsConf = field(default_factory=PathsConf)
+    #: what the command line shows: progress bars (``console.progress=auto|on|off``)
+    console: ConsoleConf = field(default_factory=ConsoleConf)
     #: the run directory; the entry point sets it to Hydra's output directory
     run_dir: str = "${paths.data_home}/runs/interactive"
     seed: int = 42

@@ -2,19 +2,31 @@
 
 ``python -m fraud_dask task=NAME`` composes the config, opens one cluster session and calls
 ``fraud_dask.tasks.NAME.run``; the returned dict becomes the run's ``metrics.json``. A task is
-thin: it reads its options here and calls library functions; it never imports another task (or
-``__main__``). This module imports no dask.
+thin: it reads the typed config (:class:`fraud_dask.config.Config`; its own options through
+:func:`task_conf`) and calls library functions; it never imports another task (or ``__main__``).
+Each ``run`` is wrapped by :func:`task_entry`, so that a Python caller may pass a DictConfig.
+This module imports no dask.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from omegaconf import MISSING
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
+
+#: a task's entry point as :func:`task_entry` leaves it: a typed or an untyped config
+TaskRun = Callable[["Config | Mapping[str, Any]", Any], dict[str, Any]]
+T = TypeVar("T", bound="TaskConf")
 
 
 class TaskName(enum.StrEnum):
@@ -143,30 +155,61 @@ def register_task_schemas() -> None:
         store.store(group="schema/task", name=str(name), node=schema)
 
 
-def task_option(cfg: Any, key: str, default: Any) -> Any:
-    """``cfg.task.<key>``, or ``default`` where the task config has no such field."""
-    task = cfg.get("task") if hasattr(cfg, "get") else None
-    value = task.get(key, default) if task is not None and hasattr(task, "get") else default
-    return value
+def task_entry(run: Callable[[Config, Client], dict[str, Any]]) -> TaskRun:
+    """Mark ``run`` as a task's entry point: it takes the typed :class:`~fraud_dask.config.Config`.
+
+    From the CLI the config is already typed (:func:`fraud_dask.__main__.execute`) and passes
+    through unchanged. A Python or notebook caller may hand the task a DictConfig
+    (:func:`fraud_dask.config.compose`) or a partial mapping; it is converted once, here, by
+    :func:`fraud_dask.config.as_config` (with this task's schema), and nothing below converts
+    again.
+    """
+    name = run.__module__.rsplit(".", 1)[-1]
+
+    @functools.wraps(run)
+    def typed(cfg: Config | Mapping[str, Any], client: Any) -> dict[str, Any]:
+        from fraud_dask.config import as_config
+
+        return run(as_config(cfg, task=name), client)
+
+    return typed
 
 
-def models_dir(cfg: Any) -> str:
+def task_conf(cfg: Config, schema: type[T]) -> T:
+    """``cfg.task`` as ``schema`` (e.g. :class:`FoldsTaskConf`), the task's own options.
+
+    Raises
+    ------
+    UserError
+        The composed task config is of another schema (a task run with another task's options).
+    """
+    from fraud_dask.errors import UserError
+
+    if not isinstance(cfg.task, schema):
+        raise UserError(
+            f"task={cfg.task.name}: its config is a {type(cfg.task).__name__}, expected a "
+            f"{schema.__name__} (the options of task {cfg.task.name})"
+        )
+    return cfg.task
+
+
+def models_dir(cfg: Config) -> str:
     """Where fold models are saved and read: ``task.model_dir``, else ``<run_dir>/models``."""
-    given = task_option(cfg, "model_dir", None)
+    given = task_conf(cfg, FoldsTaskConf).model_dir
     return str(given) if given else f"{str(cfg.run_dir).rstrip('/')}/models"
 
 
-def read_features(cfg: Any, client: Any) -> tuple[Any, Any]:
+def read_features(cfg: Config, client: Client) -> tuple[Any, Any]:
     """:func:`fraud_dask.train.frame.read_feature_frame` of ``cfg.data`` and ``cfg.features``,
     or of the dataset ``task.features_path`` (written by ``task=features``) when set."""
     from fraud_dask.train.frame import read_feature_frame
 
-    path = task_option(cfg, "features_path", None)
+    path = task_conf(cfg, FoldsTaskConf).features_path
     return read_feature_frame(cfg.data, cfg.features, client, features_path=path)
 
 
-def get_task(name: str | TaskName) -> Callable[[Any, Any], dict[str, Any]]:
+def get_task(name: str | TaskName) -> TaskRun:
     """The ``run`` function of a task, imported on demand (this module imports no dask)."""
     module = importlib.import_module(f"fraud_dask.tasks.{TaskName(name)}")
-    run: Callable[[Any, Any], dict[str, Any]] = module.run
+    run: TaskRun = module.run
     return run

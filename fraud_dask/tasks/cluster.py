@@ -13,14 +13,19 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraud_dask.cluster import dashboard_link, default_scheduler_file
+from fraud_dask.tasks import ClusterTaskConf, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Any) -> dict[str, Any]:
     """Publish the scheduler address, block until SIGINT/SIGTERM or the lifetime ends."""
     path = Path(cfg.cluster.scheduler_file or default_scheduler_file()).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +43,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    lifetime = float(cfg.task.lifetime_s or 0)
+    lifetime = task_conf(cfg, ClusterTaskConf).lifetime_s
     try:
         stop.wait(lifetime if lifetime > 0 else None)
     except KeyboardInterrupt:

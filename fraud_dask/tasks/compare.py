@@ -19,17 +19,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fraud_dask.tasks import task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Replay both models on the period and compare them.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         Uses ``cfg.data``, ``cfg.registry`` (path, name), ``cfg.compare`` and ``cfg.run_dir``.
     client : distributed.Client
         The session's client; scoring runs on its cluster.
@@ -68,7 +76,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
             f"version {champ.version} of {name!r}; pick two different versions"
         )
     differences = incompatibilities(champ, chall, replay=str(cfg.data.name))
-    if differences and not conf.get("allow_incompatible", False):
+    if differences and not conf.allow_incompatible:
         raise UserError(
             f"compare: champion v{champ.version} and challenger v{chall.version} of {name!r} "
             f"are not comparable: {'; '.join(differences)}; "
@@ -76,10 +84,10 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         )
     for difference in differences:
         log.warning("compare: comparing anyway (compare.allow_incompatible): %s", difference)
-    start, end = _utc(conf.get("start")), _utc(conf.get("end"))
+    start, end = _utc(conf.start), _utc(conf.end)
     if start is None:
         start = load_transactions(cfg.data, columns=["ts"])["ts"].max().compute().floor("D")
-    rule = KnownRule(str(conf.get("known_compromised", "label_ts")))
+    rule = KnownRule(conf.known_compromised)
     if rule is KnownRule.fraud_day:
         raise ValueError(
             "compare.known_compromised: use label_ts (labels known before the day) or none; "

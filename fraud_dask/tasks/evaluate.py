@@ -9,17 +9,23 @@ same under ``baseline``. ``report.html`` goes to the run directory.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fraud_dask.tasks import models_dir, read_features, task_option
+from fraud_dask.tasks import FoldsTaskConf, models_dir, read_features, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Evaluate saved models on the test folds and write the report.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config; ``task.model_dir``, ``task.folds``, ``task.k`` (100), ``task.max_fpr``.
     client : distributed.Client
         The session's client.
@@ -34,11 +40,11 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     from fraud_dask.train.evaluate import evaluate_folds, load_models, write_fold_report
     from fraud_dask.train.folds import folds_of
 
+    task = task_conf(cfg, FoldsTaskConf)
     frame, read = read_features(cfg, client)
-    folds = folds_of(cfg, frame, str(task_option(cfg, "folds", "test")))
+    folds = folds_of(cfg, frame, task.folds)
     models = load_models(models_dir(cfg), folds)
-    k, max_fpr = int(task_option(cfg, "k", 100)), float(task_option(cfg, "max_fpr", 0.01))
-    metrics, full = evaluate_folds(cfg, frame, models, folds, k=k, max_fpr=max_fpr)
+    metrics, full = evaluate_folds(cfg, frame, models, folds, k=task.k, max_fpr=task.max_fpr)
     notes = [f"data: {cfg.data.name}"]
     metrics["report"] = write_fold_report(cfg, metrics, full, models, folds, notes)
     if read is not None:

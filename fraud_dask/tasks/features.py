@@ -10,23 +10,31 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
+
+from fraud_dask.tasks import task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def output_path(cfg: Any) -> str:
+def output_path(cfg: Config) -> str:
     """Where the features go: ``features.output``, else ``<run_dir>/features``."""
-    out = cfg.features.get("output") if "features" in cfg else None
+    out = cfg.features.output
     return str(out) if out else f"{str(cfg.run_dir).rstrip('/')}/features"
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Build the features of ``cfg.data`` with ``cfg.features`` and write them.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config; uses ``cfg.data``, ``cfg.features`` (``output``, ``npartitions``) and
         ``cfg.run_dir``; ``cfg.data.storage_options`` are used for the output too.
     client : distributed.Client
@@ -45,16 +53,13 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     ValueError
         The config is invalid or a needed column is missing (named in the message).
     """
-    from omegaconf import OmegaConf
-
     from fraud_dask.data import read_transactions
     from fraud_dask.data.io import write_datasets
     from fraud_dask.features.build import build_features
-    from fraud_dask.features.config import as_features_conf
     from fraud_dask.features.plan import make_plan
 
     started = time.perf_counter()
-    conf = as_features_conf(cfg.features)
+    conf = cfg.features
     read = read_transactions(cfg.data)
     frame = read.kept
     plan = make_plan(conf, list(frame.columns))
@@ -62,10 +67,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         log.warning("features: skipped optional spec %s", note)
     features = build_features(frame, conf)
     out = output_path(cfg)
-    options = cfg.data.get("storage_options") if "data" in cfg else None
-    storage_options = cast(
-        "dict[str, Any] | None", OmegaConf.to_container(options, resolve=True) if options else None
-    )
+    storage_options = dict(cfg.data.storage_options) or None
     log.info(
         "features: %d features over %d stages, %d partitions -> %s",
         len(plan.feature_names),

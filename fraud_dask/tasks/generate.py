@@ -6,15 +6,23 @@ rerun replaces the dataset), every row generated once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fraud_dask.tasks import task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Generate the synthetic dataset on the cluster and write it as Parquet.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config; uses ``cfg.data.path``, ``cfg.data.synthetic``, and optionally
         ``cfg.data.storage_options`` and ``cfg.data.partition_column`` (default ``day``).
     client : distributed.Client

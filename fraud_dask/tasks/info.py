@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraud_dask.cluster import dashboard_link, resolve_device, worker_gpus
+from fraud_dask.tasks import task_entry
+
+if TYPE_CHECKING:
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Any) -> dict[str, Any]:
     """Describe the cluster and resolve ``model.device`` against what the workers report."""
     info = client.scheduler_info(n_workers=-1)
     workers = info.get("workers", {})

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
-
-from omegaconf import OmegaConf
+from typing import TYPE_CHECKING, Any
 
 from fraud_dask.data.io import write_datasets
 from fraud_dask.data.load import open_source
+from fraud_dask.tasks import IngestTaskConf, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +29,15 @@ def _protocol(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "file"
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Ingest ``cfg.data`` into ``cfg.task.output`` (default ``<run_dir>/transactions``).
 
     Parameters
     ----------
-    cfg : DictConfig
+    cfg : fraud_dask.config.Config
         The run config. Uses ``cfg.data`` (the source), ``cfg.run_dir``, and
-        ``cfg.task.dedupe`` (bool; null or absent: ``data.dedupe``, default True),
+        ``cfg.task.dedupe`` (bool; null: ``data.dedupe``, default True),
         ``cfg.task.output`` (str or null).
     client : distributed.Client
         The cluster session (the computation runs on its workers).
@@ -51,11 +56,10 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         Structural problems (see ``fraud_dask.data.load.open_source``), or no rows in range.
     """
     t0 = time.perf_counter()
-    if not OmegaConf.is_config(cfg):
-        cfg = OmegaConf.create(cfg)
-    run_dir = str(OmegaConf.select(cfg, "run_dir", default="."))
-    dedupe = OmegaConf.select(cfg, "task.dedupe", default=None)
-    output = OmegaConf.select(cfg, "task.output", default=None) or f"{run_dir}/transactions"
+    task = task_conf(cfg, IngestTaskConf)
+    run_dir = str(cfg.run_dir)
+    dedupe = task.dedupe
+    output = task.output or f"{run_dir}/transactions"
     source = open_source(cfg.data)
     conf = source.conf
     quarantine = conf.quarantine_path or f"{run_dir}/quarantine"

@@ -21,9 +21,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fraud_dask.tasks import models_dir, task_option
+from fraud_dask.tasks import OnboardTaskConf, models_dir, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +88,9 @@ def _pooled(scored: list[Any], k: int, max_fpr: float) -> dict[str, Any]:
     return _client_figures(ev, k) | {"alert_budgets": _budgets(ev), "per_month": per_month}
 
 
-def _champion(cfg: Any, registry: Any) -> tuple[Any, str | None]:
+def _champion(cfg: Config, registry: Any) -> tuple[Any, str | None]:
     """The champion bundle to compare with, or (None, why not)."""
-    name = str(task_option(cfg, "champion", None) or cfg.registry.name)
+    name = str(task_conf(cfg, OnboardTaskConf).champion or cfg.registry.name)
     if name not in registry.names():
         return None, f"no model named {name!r} in the registry {registry.url} yet"
     aliases = registry.aliases(name)
@@ -94,13 +99,14 @@ def _champion(cfg: Any, registry: Any) -> tuple[Any, str | None]:
     return registry.load(name, "champion"), None
 
 
-def _champion_frame(cfg: Any, bundle: Any, kept: Any, frame: Any, client: Any) -> Any:
+def _champion_frame(cfg: Config, bundle: Any, kept: Any, frame: Any, client: Client) -> Any:
     """The rows with the champion's own features: ``frame`` when its spec is this run's."""
     from omegaconf import OmegaConf
 
     from fraud_dask.features.build import build_features
 
-    ours = OmegaConf.to_container(cfg.features, resolve=True, enum_to_str=True)
+    # the bundle's spec is plain JSON: this run's spec in the same form
+    ours = OmegaConf.to_container(OmegaConf.structured(cfg.features), enum_to_str=True)
     assert isinstance(ours, dict)
     theirs = dict(bundle.features)
     comparable = {k: v for k, v in theirs.items() if k not in ("name", "output", "npartitions")}
@@ -109,7 +115,7 @@ def _champion_frame(cfg: Any, bundle: Any, kept: Any, frame: Any, client: Any) -
     return client.persist(build_features(kept, theirs))
 
 
-def _champion_warnings(bundle: Any, cfg: Any, folds: list[Any]) -> list[dict[str, Any]]:
+def _champion_warnings(bundle: Any, cfg: Config, folds: list[Any]) -> list[dict[str, Any]]:
     import datetime as dt
 
     out = []
@@ -150,8 +156,8 @@ def _shown_folds(
 
 
 def _evaluation(
-    cfg: Any,
-    client: Any,
+    cfg: Config,
+    client: Client,
     frame: Any,
     kept: Any,
     folds: list[Any],
@@ -224,12 +230,13 @@ def _evaluation(
     return evaluation, warnings
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Onboard ``cfg.data``: profile, folds, features, client model, champion, report.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config (every group); ``task.champion`` names the registry model whose
         champion is compared (default: ``registry.name``).
     client : distributed.Client
@@ -248,7 +255,6 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
 
     from fraud_dask.data.load import open_source
     from fraud_dask.features.build import build_features
-    from fraud_dask.features.config import as_features_conf
     from fraud_dask.features.plan import make_plan
     from fraud_dask.onboard import console_summary, profile_source, write_onboard_report
     from fraud_dask.train.evaluate import evaluate_folds, merge_warnings
@@ -256,8 +262,8 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
 
     stages: dict[str, float] = {}
     started = t = time.perf_counter()
-    k = int(task_option(cfg, "k", 100))
-    max_fpr = float(task_option(cfg, "max_fpr", 0.01))
+    task = task_conf(cfg, OnboardTaskConf)
+    k, max_fpr = task.k, task.max_fpr
 
     log.info("onboard 1/5: profiling %s (%s)", cfg.data.name, cfg.data.path)
     source = open_source(cfg.data)
@@ -267,7 +273,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
 
     log.info("onboard 2/5: features (%s)", cfg.features.name)
     t = time.perf_counter()
-    conf = as_features_conf(cfg.features)
+    conf = cfg.features
     plan = make_plan(conf, list(read.kept.columns))
     skipped = [str(note) for note in plan.skipped]
     frame, *lazy = client.persist([build_features(read.kept, conf), *read.lazy_counts()])
@@ -278,7 +284,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
 
     log.info("onboard 3/5: folds and training (%s)", cfg.model.kind)
     t = time.perf_counter()
-    which = str(task_option(cfg, "folds", "test"))
+    which = task.folds
     trained = train_folds(cfg, client, frame, which=which, model_dir=models_dir(cfg))
     models = trained.pop("_models")
     folds = folds_of(cfg, frame, which)

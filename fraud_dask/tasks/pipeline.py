@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fraud_dask.tasks import models_dir, read_features, task_option
+from fraud_dask.tasks import FoldsTaskConf, models_dir, read_features, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def _dataset_exists(cfg: Any) -> bool:
+def _dataset_exists(cfg: Config) -> bool:
     from fraud_dask.data.io import list_files
 
-    options = cfg.data.get("storage_options") or None
+    options = dict(cfg.data.storage_options) or None
     try:
         _, _, files = list_files(str(cfg.data.path), "parquet", options)
     except (FileNotFoundError, ValueError):
@@ -28,12 +33,13 @@ def _dataset_exists(cfg: Any) -> bool:
     return bool(files)
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Run the whole journey on ``cfg`` in one cluster session.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config (every group).
     client : distributed.Client
         The session's client.
@@ -49,6 +55,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     from fraud_dask.train.evaluate import evaluate_folds, merge_warnings, write_fold_report
     from fraud_dask.train.folds import folds_of, register_newest, train_folds
 
+    task = task_conf(cfg, FoldsTaskConf)
     stages: dict[str, float] = {}
     out: dict[str, Any] = {}
     started = time.perf_counter()
@@ -65,15 +72,14 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     stages["features"] = time.perf_counter() - t
     log.info("pipeline 3/4: training (%s)", cfg.model.kind)
     t = time.perf_counter()
-    which = str(task_option(cfg, "folds", "test"))
+    which = task.folds
     trained = train_folds(cfg, client, frame, which=which, model_dir=models_dir(cfg))
     models = trained.pop("_models")
     stages["train"] = time.perf_counter() - t
     log.info("pipeline 4/4: evaluation and report")
     t = time.perf_counter()
     folds = folds_of(cfg, frame, which)
-    k, max_fpr = int(task_option(cfg, "k", 100)), float(task_option(cfg, "max_fpr", 0.01))
-    metrics, full = evaluate_folds(cfg, frame, models, folds, k=k, max_fpr=max_fpr)
+    metrics, full = evaluate_folds(cfg, frame, models, folds, k=task.k, max_fpr=task.max_fpr)
     notes = [
         f"data: {cfg.data.name}; features: {cfg.features.name}; model: {trained['model']} "
         f"on {trained['device']}; folds: {trained['folds']} ({len(folds)})",

@@ -22,10 +22,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fraud_dask.errors import UserError
 from fraud_dask.registry import Registry
+from fraud_dask.tasks import RegistryTaskConf, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +37,9 @@ COLUMNS = ("version", "created", "source", "period", "rows", "AP", "aliases")
 _RIGHT = {"version", "rows", "AP"}
 
 
-def _action(cfg: Any) -> str:
-    action = str(cfg.task.get("action", "list"))
-    if action not in ACTIONS:
-        raise UserError(f"task=registry: task.action is {action!r}, expected one of {ACTIONS}")
-    return action
+def _action(cfg: Config) -> str:
+    # a closed set (RegistryAction): another value fails when the config is composed
+    return str(task_conf(cfg, RegistryTaskConf).action)
 
 
 def _minute(stamp: Any) -> str:
@@ -150,12 +151,13 @@ def format_version(info: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Any) -> dict[str, Any]:
     """List, show or promote registry versions (the client is not needed and not used).
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The composed config: ``cfg.registry`` (path, name, version, alias) and ``cfg.task.action``.
     client : distributed.Client or None
         Unused; the registry is read and written from this process.

@@ -17,25 +17,32 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from fraud_dask.tasks import ScoreTaskConf, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def output_path(cfg: Any) -> str:
+def output_path(cfg: Config) -> str:
     """``score.output``, else ``task.output``, else ``<run_dir>/scores``."""
-    out = cfg.score.get("output") or (cfg.task.get("output") if "task" in cfg else None)
+    out = cfg.score.output or task_conf(cfg, ScoreTaskConf).output
     return str(out) if out else f"{str(cfg.run_dir).rstrip('/')}/scores"
 
 
-def period(cfg: Any) -> tuple[pd.Timestamp, pd.Timestamp | None]:
+def period(cfg: Config) -> tuple[pd.Timestamp, pd.Timestamp | None]:
     """The scoring period: ``score.start`` (default: the data's last day) and ``score.end``."""
     from fraud_dask.data import load_transactions
     from fraud_dask.score.batch import _utc
 
-    start, end = _utc(cfg.score.get("start")), _utc(cfg.score.get("end"))
+    start, end = _utc(cfg.score.start), _utc(cfg.score.end)
     if start is None:
         # only the last timestamp is wanted: the duplicate pass would change nothing but cost
         last = load_transactions(cfg.data, columns=["ts"], dedupe=False)["ts"].max().compute()
@@ -46,12 +53,13 @@ def period(cfg: Any) -> tuple[pd.Timestamp, pd.Timestamp | None]:
     return start, end
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Score ``cfg.data`` over the configured period and write the scores.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         Uses ``cfg.data``, ``cfg.registry`` (path, name, version), ``cfg.score`` (start, end,
         output, threshold, top_reasons, exact_recency) and ``cfg.run_dir``.
     client : distributed.Client
@@ -65,8 +73,6 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         (the period, its history and any older rows the recency features need) did:
         ``rows_in``, ``rows_kept``, ``rows_quarantined``, ``by_reason``, ``dedupe``.
     """
-    from omegaconf import OmegaConf
-
     from fraud_dask.data import total_counts
     from fraud_dask.data.io import write_datasets
     from fraud_dask.registry import Registry
@@ -86,10 +92,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         exact_recency=bool(cfg.score.exact_recency),
     )
     out = output_path(cfg)
-    options = cfg.data.get("storage_options")
-    storage_options = cast(
-        "dict[str, Any] | None", OmegaConf.to_container(options, resolve=True) if options else None
-    )
+    storage_options = dict(cfg.data.storage_options) or None
     log.info("score: %s v%d, %s..%s -> %s", bundle.name, bundle.version, start, end, out)
     # the write, the alert count and the reads' counts share one compute: one pass over the data
     written, alerts, *values = write_datasets(

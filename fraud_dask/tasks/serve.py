@@ -22,17 +22,25 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fraud_dask.tasks import task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Warm-start the scorer and serve until interrupted.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         Uses ``cfg.data`` (and its ``pan`` key), ``cfg.registry``, ``cfg.score`` (threshold,
         top_reasons, exact_recency, ``serve``: see :class:`~fraud_dask.score.config.ServeConf`),
         ``run_dir``.
@@ -47,21 +55,21 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     """
     import pandas as pd
 
-    from fraud_dask.data.config import as_source_conf
     from fraud_dask.data.pan import hasher_from_conf
     from fraud_dask.registry import Registry
-    from fraud_dask.score.config import as_serve_conf
+    from fraud_dask.score.config import check_serve_conf
     from fraud_dask.score.online import OnlineScorer
     from fraud_dask.score.service import make_app, serve, tokens_from_env
 
     conf = cfg.score
-    serve_conf = as_serve_conf(conf.serve)
+    serve_conf = conf.serve
+    check_serve_conf(serve_conf)  # also when called from Python, not through the CLI
     token, label_token = tokens_from_env(
         serve_conf.host, serve_conf.token_env, serve_conf.label_token_env
     )
     reg = Registry.from_conf(cfg.registry)
     bundle = reg.load(str(cfg.registry.name), str(cfg.registry.version))
-    source = as_source_conf(cfg.data)  # the reader's key and PII columns, with its defaults
+    source = cfg.data  # the reader's key and PII columns
     pii = [source.columns.get(c, c) for c in source.pii_columns]
     scorer = OnlineScorer.from_bundle(
         bundle,
@@ -73,7 +81,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
         max_past_days=serve_conf.max_past_days,
     )
     started = time.perf_counter()
-    days = conf.serve.get("warm_start_days")
+    days = serve_conf.warm_start_days
     if days is not None:
         from fraud_dask.data import load_transactions
 

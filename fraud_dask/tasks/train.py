@@ -8,17 +8,23 @@ validation folds first. Models go to ``<run_dir>/models/<fold>/<model>/`` (``tas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fraud_dask.tasks import models_dir, read_features, task_option
+from fraud_dask.tasks import FoldsTaskConf, models_dir, read_features, task_conf, task_entry
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.config import Config
 
 
-def run(cfg: Any, client: Any) -> dict[str, Any]:
+@task_entry
+def run(cfg: Config, client: Client) -> dict[str, Any]:
     """Train the configured model on every fold and save it.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config: ``data``, ``features``, ``split``, ``model``, ``seed``, ``run_dir``;
         ``task.folds`` (``test`` or ``baseline``), ``task.features_path``, ``task.model_dir``.
     client : distributed.Client
@@ -34,7 +40,7 @@ def run(cfg: Any, client: Any) -> dict[str, Any]:
     from fraud_dask.train.folds import train_folds
 
     frame, read = read_features(cfg, client)
-    which = str(task_option(cfg, "folds", "test"))
+    which = task_conf(cfg, FoldsTaskConf).folds
     out = train_folds(cfg, client, frame, which=which, model_dir=models_dir(cfg))
     out.pop("_models")
     if read is not None:

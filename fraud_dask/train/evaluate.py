@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ def fold_warnings(per_fold: dict[str, dict[str, Any]], min_frauds: int) -> list[
 
 
 def evaluate_folds(
-    cfg: Any,
+    cfg: Config,
     frame: Any,
     models: dict[str, dict[str, Any]],
     folds: list[Any],
@@ -71,7 +74,7 @@ def evaluate_folds(
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config (``split``: the known-compromised rule and ``min_test_frauds``).
     frame : dask.dataframe.DataFrame
         The feature frame.
@@ -96,7 +99,7 @@ def evaluate_folds(
         log.info("evaluated fold %s (%d/%d)", fold.name, i + 1, len(folds))
     names = list(full)
     metrics: dict[str, Any] = {"test": aggregate(full[names[0]]), "model": names[0]}
-    metrics["warnings"] = fold_warnings(full[names[0]], int(cfg.split.get("min_test_frauds") or 0))
+    metrics["warnings"] = fold_warnings(full[names[0]], cfg.split.min_test_frauds)
     if len(names) > 1:
         metrics["baseline"] = aggregate(full[names[1]]) | {"model": names[1]}
     for name in names:
@@ -124,7 +127,7 @@ def summary_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_fold_report(
-    cfg: Any,
+    cfg: Config,
     metrics: dict[str, Any],
     full: dict[str, Any],
     models: dict,

@@ -14,9 +14,12 @@ import itertools
 import logging
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraud_dask.train.frame import daily_of
+
+if TYPE_CHECKING:
+    from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +39,19 @@ def fold_plan(cfg: Any, frame: Any) -> Any:
     None for a fixed split."""
     from fraud_dask.split import SplitMode, plan_folds
 
-    mode = SplitMode(cfg.split.get("mode") or "fixed")
+    mode = SplitMode(cfg.split.mode)
     if mode is not SplitMode.auto:
         return None
-    search = cfg.model.get("search") or {}
+    search = cfg.model.search
     return plan_folds(
         cfg.split,
         daily_of(frame),
-        label_delay_days=cfg.data.get("label_delay_days"),
+        label_delay_days=cfg.data.label_delay_days,
         need_validation=bool(search),
     )
 
 
-def folds_of(cfg: Any, frame: Any, which: str) -> list[Any]:
+def folds_of(cfg: Config, frame: Any, which: str) -> list[Any]:
     """Folds ``which`` (``baseline``, ``validation`` or ``test``) of ``cfg.split`` on the data.
 
     With ``split.mode=auto`` the folds come from :func:`fold_plan` (the baseline is the oldest
@@ -78,7 +81,7 @@ def _grid(search: dict[str, list[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def model_conf(cfg: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_conf(cfg: Config, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The model config as a plain dict with ``overrides`` merged into ``params``."""
     from omegaconf import OmegaConf
 
@@ -179,7 +182,7 @@ def fit_fold(
 
 
 def select(
-    client: Any, frame: Any, cfg: Any, device: str, seed: int
+    client: Any, frame: Any, cfg: Config, device: str, seed: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Try the ``model.search`` grid on the validation folds; return the winner and the table."""
     from fraud_dask.metrics import evaluate
@@ -189,7 +192,7 @@ def select(
     grid = _grid(search)
     if len(grid) == 1:
         return grid[0], []
-    metric = str(cfg.model.get("select_metric", "average_precision"))
+    metric = cfg.model.select_metric
     folds = folds_of(cfg, frame, "validation")
     table = []
     for i, combo in enumerate(grid):
@@ -229,13 +232,13 @@ def _fold_facts(fold: Any, main: Any, seconds: float) -> dict[str, Any]:
 
 
 def train_folds(
-    cfg: Any, client: Any, frame: Any, *, which: str = "test", model_dir: str
+    cfg: Config, client: Any, frame: Any, *, which: str = "test", model_dir: str
 ) -> dict[str, Any]:
     """Select on validation folds, train every fold of ``which``, save the models.
 
     Parameters
     ----------
-    cfg : omegaconf.DictConfig
+    cfg : fraud_dask.config.Config
         The run config: ``data``, ``split``, ``model``, ``seed``.
     client : distributed.Client
         The session's client.
@@ -255,7 +258,7 @@ def train_folds(
     """
     from fraud_dask.cluster import resolve_device
 
-    seed = int(cfg.get("seed", 0))
+    seed = cfg.seed
     device = resolve_device(client, cfg.model.device)
     chosen, table = select(client, frame, cfg, device, seed)
     conf = model_conf(cfg, chosen)
@@ -305,7 +308,7 @@ def train_folds(
 
 
 def register_newest(
-    cfg: Any, frame: Any, models: dict[str, Any], folds: list[Any], metrics: dict[str, Any]
+    cfg: Config, frame: Any, models: dict[str, Any], folds: list[Any], metrics: dict[str, Any]
 ) -> dict[str, Any]:
     """Register the newest fold's model (the one trained on the most recent data).
 
@@ -317,10 +320,9 @@ def register_newest(
     from fraud_dask.config import redacted
     from fraud_dask.registry import Registry, data_fingerprint, redact_url
     from fraud_dask.split import select_train
-    from fraud_dask.train.config import conf_value
 
     newest = max(folds, key=lambda f: f.train_end)
-    model = models[newest.name][conf_value(cfg.model, "kind")]
+    model = models[newest.name][str(cfg.model.kind)]
     rows = select_train(frame, newest)
     fingerprint = data_fingerprint(rows)
     training = {
@@ -341,7 +343,7 @@ def register_newest(
         config=config,
         metrics=metrics,
         fingerprint=fingerprint,
-        source=cfg.data,
+        source={"name": cfg.data.name, "path": cfg.data.path},  # redacted by the registry
         training=training,
         promote=bool(cfg.registry.promote_on_register),
         alias=str(cfg.registry.alias),

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from fraud_dask.data.config import DataConf
 
 log = logging.getLogger(__name__)
 
 
-def write_synthetic(data: Any, client: Any) -> dict[str, Any]:
+def write_synthetic(data: DataConf, client: Client) -> dict[str, Any]:
     """Generate the synthetic dataset on the cluster and write it as Parquet.
 
     Parameters
     ----------
-    data : omegaconf.DictConfig
-        The ``data`` config: ``path``, ``synthetic``, and optionally ``storage_options`` and
-        ``partition_column`` (default ``day``).
+    data : fraud_dask.data.config.DataConf
+        The ``data`` config: ``path``, ``synthetic``, ``storage_options`` and
+        ``partition_column``.
     client : distributed.Client
         The session's client; the work runs on its cluster.
 
@@ -40,18 +45,16 @@ def write_synthetic(data: Any, client: Any) -> dict[str, Any]:
         The files written do not hold exactly the planned number of rows.
     """
     import dask
-    from omegaconf import OmegaConf
 
     from fraud_dask.data.io import write_datasets
-    from fraud_dask.data.synthetic import Scenario, as_synthetic_conf, generate, make_plan
+    from fraud_dask.data.synthetic import Scenario, generate, make_plan
 
-    if "path" not in data or OmegaConf.is_missing(data, "path") or not data.path:
+    if not data.path:
         raise ValueError("task=generate: data.path is not set (where to write the dataset)")
     path = str(data.path)
-    options = data.get("storage_options")
-    storage_options = OmegaConf.to_container(options, resolve=True) if options else {}
-    partition_column = str(data.get("partition_column") or "day")
-    conf = as_synthetic_conf(data.synthetic)
+    storage_options = dict(data.storage_options)
+    partition_column = data.partition_column or "day"
+    conf = data.synthetic
     plan = make_plan(conf)
     ddf = generate(conf)
     log.info(
@@ -67,7 +70,7 @@ def write_synthetic(data: Any, client: Any) -> dict[str, Any]:
     with dask.config.set(scheduler=client):
         rows, *counts = write_datasets(
             [(ddf, path, (partition_column,))],
-            storage_options,  # type: ignore[arg-type]
+            storage_options,
             # one tree reduction per scenario: no shuffle, and generated in the same pass
             extra=[(ddf["scenario"] == int(s)).sum() for s in Scenario],
         )
