@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from fraud_dask.data.config import DataConf
-from fraud_dask.data.synthetic import Scenario, generate
+from fraud_dask.data.synthetic import BASE_SCENARIOS, Scenario, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = {
@@ -70,7 +70,8 @@ def test_generate_writes_the_rows_once_and_they_read_back(client, tmp_path):
     assert result["rows_written"] == 30_000 == count_rows(path)
     assert result["partitions"] == 4
     assert sum(result["scenarios"].values()) == 30_000
-    assert all(result["scenarios"][s.name] > 0 for s in Scenario)
+    assert all(result["scenarios"][s.name] > 0 for s in BASE_SCENARIOS)
+    assert result["scenarios"]["emerging_pattern"] == 0  # only with drift.new_pattern
     assert result["fraud_rows"] == 30_000 - result["scenarios"]["genuine"]
     assert result["fraud_rate"] == pytest.approx(0.02, rel=0.5)  # small world: few terminals
     assert result["rows_per_s"] > 0

@@ -17,10 +17,21 @@ Scenarios (the ``scenario`` column; never a model input):
    the thief's device and IP;
 3. card testing: many tiny amounts at one online merchant within minutes, from a bot device
    behind rotating IPs;
-4. account takeover: a new device and IP, then a few high amounts online over hours.
+4. account takeover: a new device and IP, then a few high amounts online over hours;
+5. emerging pattern (only with ``drift.new_pattern``): card testing at one merchant category
+   from a given date.
 
 Labels arrive late: ``label_ts`` is ``ts`` plus a log-normal chargeback delay (days to weeks) for
 fraud and a fixed maturity delay for genuine rows.
+
+Drift (``drift``, :class:`DriftConf`; all off by default) makes monitoring and exploration
+testable: from a given date, a new fraud pattern (``drift.new_pattern``: card testing at one
+merchant category, optionally of one client), a shift of one client's amounts and category mix
+(``drift.client_shift``), and new label delays (``drift.label_delay``). For example::
+
+    python -m fraud_dask task=generate data.synthetic.drift.new_pattern.start_date=2025-03-01 \
+        data.synthetic.drift.client_shift.start_date=2025-03-01 \
+        data.synthetic.drift.client_shift.amount_factor=2.5
 """
 
 from __future__ import annotations
@@ -28,8 +39,13 @@ from __future__ import annotations
 from typing import Any
 
 from fraud_dask.data.synthetic.conf import (
+    BASE_SCENARIOS,
     CATEGORIES,
+    ClientShiftConf,
+    DriftConf,
     LabelDelayConf,
+    LabelDelayShiftConf,
+    NewPatternConf,
     Plan,
     Scenario,
     ScenarioShares,
@@ -40,8 +56,13 @@ from fraud_dask.data.synthetic.conf import (
 )
 
 __all__ = [
+    "BASE_SCENARIOS",
     "CATEGORIES",
+    "ClientShiftConf",
+    "DriftConf",
     "LabelDelayConf",
+    "LabelDelayShiftConf",
+    "NewPatternConf",
     "Plan",
     "Scenario",
     "ScenarioShares",

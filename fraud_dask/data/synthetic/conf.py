@@ -27,6 +27,12 @@ class Scenario(enum.IntEnum):
     stolen_card = 2
     card_testing = 3
     account_takeover = 4
+    emerging_pattern = 5
+    """Rows of :class:`NewPatternConf` (``data.synthetic.drift.new_pattern``); none by default."""
+
+
+BASE_SCENARIOS = tuple(s for s in Scenario if s <= Scenario.account_takeover)
+"""The scenarios every generated dataset holds (drift adds :attr:`Scenario.emerging_pattern`)."""
 
 
 CATEGORIES = (
@@ -69,6 +75,90 @@ class LabelDelayConf:
 
 
 @dataclass
+class NewPatternConf:
+    """A fraud pattern that starts on ``start_date``: card testing at one merchant category.
+
+    Bots test stolen cards with runs of ``rows_per_incident`` tiny payments (at most
+    ``max_amount``) on one card within minutes, at terminals of ``category`` (of ``client``'s
+    merchants only, when set). From ``start_date`` on they make up ``rate`` of the rows; they
+    replace genuine rows of the same days, so the row count and every row before ``start_date``
+    stay as without drift. Their ``scenario`` is 5 (``emerging_pattern``).
+    """
+
+    start_date: str | None = None
+    """First day of the pattern (ISO date); null: no new pattern."""
+    category: str = "pharmacy"
+    """Merchant category attacked (one of ``CATEGORIES``)."""
+    client: str | None = None
+    """Only this client's merchants (``client_00`` ...); null: every client's."""
+    rate: float = 0.002
+    """Share of the rows from ``start_date`` on that are this pattern (0 < rate <= 0.2)."""
+    rows_per_incident: int = 6
+    """Payments per card-testing run."""
+    max_amount: float = 5.0
+    """Amounts are uniform in [0.5, max_amount]."""
+
+
+@dataclass
+class ClientShiftConf:
+    """From ``start_date`` one client's transactions change: their amounts and category mix.
+
+    Every amount at ``client``'s merchants is multiplied by ``amount_factor``; and
+    ``category_share`` of its genuine transactions move to its merchants of ``category`` (when it
+    has any; with amounts drawn for that category). Rows before ``start_date`` and other clients'
+    rows are as without drift.
+    """
+
+    start_date: str | None = None
+    """First day of the shift (ISO date); null: no shift."""
+    client: str = "client_01"
+    """The client whose transactions shift (``client_00`` ...)."""
+    amount_factor: float = 1.0
+    """Multiplies the client's amounts (1: unchanged)."""
+    category: str | None = None
+    """Category that gains a share of the client's genuine transactions; null: mix unchanged."""
+    category_share: float = 0.0
+    """Share of the client's genuine transactions moved to ``category`` (0 to 1)."""
+
+
+@dataclass
+class LabelDelayShiftConf:
+    """From ``start_date`` labels arrive later (or sooner): new delays for rows from that day."""
+
+    start_date: str | None = None
+    """First transaction day with the new delays (ISO date); null: no change."""
+    fraud_median_days: float = 30.0
+    """New median chargeback delay of fraud rows (same log-sd and bounds as before)."""
+    genuine_days: float | None = None
+    """New fixed delay of genuine rows; null: unchanged."""
+
+
+@dataclass
+class DriftConf:
+    """Changes from given dates, so monitoring and exploration have something to find.
+
+    Every part is off (``start_date: null``) by default; drift draws from random streams of its
+    own, so switching it on changes only the rows it is about.
+    """
+
+    new_pattern: NewPatternConf = field(default_factory=NewPatternConf)
+    client_shift: ClientShiftConf = field(default_factory=ClientShiftConf)
+    label_delay: LabelDelayShiftConf = field(default_factory=LabelDelayShiftConf)
+
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """Drift in the generator's units (ms since the first day; category and client codes)."""
+
+    # (start_ms, category, client or -1, rate, rows_per_incident, max_amount)
+    pattern: tuple[int, int, int, float, int, float] | None = None
+    # (start_ms, client, amount_factor, category or -1, category_share)
+    shift: tuple[int, int, float, int, float] | None = None
+    # (start_ms, fraud_median_days, genuine_days or -1)
+    delay: tuple[int, float, float] | None = None
+
+
+@dataclass
 class SyntheticConf:
     """Schema of ``data.synthetic``: the synthetic transaction generator."""
 
@@ -95,6 +185,8 @@ class SyntheticConf:
     """Customers per random stream; changing it changes the data (partitioning does not)."""
     rows_per_partition: int = 250_000
     """Target rows per Dask partition (bounds memory); never changes the data."""
+    drift: DriftConf = field(default_factory=DriftConf)
+    """A new fraud pattern, a client's shift, a change of label delay, from given dates."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +208,7 @@ class Plan:
     compromise_days: tuple[int, int]
     fraud_delay: tuple[float, float, float, float]
     genuine_delay_days: float
+    drift: DriftPlan = DriftPlan()
 
     def block_quota(self, block: int) -> int:
         """Exact row count of ``block`` (rows spread evenly over blocks)."""
@@ -199,6 +292,82 @@ def _check(c: SyntheticConf) -> None:
         dt.date.fromisoformat(str(c.start_date))
     except ValueError as exc:
         raise bad("start_date", c.start_date, "an ISO date such as 2025-01-01") from exc
+    _check_drift(c, bad)
+
+
+def _check_drift(c: SyntheticConf, bad: Any) -> None:
+    clients = client_names(c.n_clients)
+    for part in ("new_pattern", "client_shift", "label_delay"):
+        start = getattr(c.drift, part).start_date
+        if start is not None:
+            try:
+                dt.date.fromisoformat(str(start))
+            except ValueError as exc:
+                raise bad(
+                    f"drift.{part}.start_date", start, "an ISO date such as 2025-02-01 or null"
+                ) from exc
+    p = c.drift.new_pattern
+    if p.category not in CATEGORIES:
+        raise bad("drift.new_pattern.category", p.category, f"one of {list(CATEGORIES)}")
+    if p.client is not None and p.client not in clients:
+        raise bad("drift.new_pattern.client", p.client, f"null or one of {clients}")
+    if not 0 < p.rate <= 0.2:
+        raise bad("drift.new_pattern.rate", p.rate, "a rate in (0, 0.2]")
+    if p.rows_per_incident < 1:
+        raise bad("drift.new_pattern.rows_per_incident", p.rows_per_incident, "at least 1")
+    if not p.max_amount > 0.5:
+        raise bad("drift.new_pattern.max_amount", p.max_amount, "a number above 0.5")
+    s = c.drift.client_shift
+    if s.client not in clients:
+        raise bad("drift.client_shift.client", s.client, f"one of {clients}")
+    if not s.amount_factor > 0:
+        raise bad("drift.client_shift.amount_factor", s.amount_factor, "a positive number")
+    if s.category is not None and s.category not in CATEGORIES:
+        raise bad("drift.client_shift.category", s.category, f"null or one of {list(CATEGORIES)}")
+    if not 0 <= s.category_share <= 1:
+        raise bad("drift.client_shift.category_share", s.category_share, "a share in [0, 1]")
+    d = c.drift.label_delay
+    if not d.fraud_median_days > 0:
+        raise bad("drift.label_delay.fraud_median_days", d.fraud_median_days, "a positive number")
+    if d.genuine_days is not None and not d.genuine_days > 0:
+        raise bad("drift.label_delay.genuine_days", d.genuine_days, "a positive number or null")
+
+
+def _drift_plan(c: SyntheticConf, start: dt.datetime) -> DriftPlan:
+    def start_ms(day: str) -> int:
+        when = dt.datetime.combine(dt.date.fromisoformat(str(day)), dt.time(), dt.UTC)
+        return max(0, int((when - start).total_seconds()) * 1000)
+
+    clients = client_names(c.n_clients)
+    p, s, d = c.drift.new_pattern, c.drift.client_shift, c.drift.label_delay
+    return DriftPlan(
+        pattern=None
+        if p.start_date is None
+        else (
+            start_ms(p.start_date),
+            CATEGORIES.index(p.category),
+            -1 if p.client is None else clients.index(p.client),
+            float(p.rate),
+            int(p.rows_per_incident),
+            float(p.max_amount),
+        ),
+        shift=None
+        if s.start_date is None
+        else (
+            start_ms(s.start_date),
+            clients.index(s.client),
+            float(s.amount_factor),
+            -1 if s.category is None else CATEGORIES.index(s.category),
+            float(s.category_share),
+        ),
+        delay=None
+        if d.start_date is None
+        else (
+            start_ms(d.start_date),
+            float(d.fraud_median_days),
+            -1.0 if d.genuine_days is None else float(d.genuine_days),
+        ),
+    )
 
 
 def make_plan(conf: Any) -> Plan:
@@ -245,6 +414,7 @@ def make_plan(conf: Any) -> Plan:
         compromise_days=(c.compromise_min_days, c.compromise_max_days),
         fraud_delay=(d.fraud_median_days, d.fraud_sigma, d.fraud_min_days, d.fraud_max_days),
         genuine_delay_days=float(d.genuine_days),
+        drift=_drift_plan(c, start),
     )
 
 

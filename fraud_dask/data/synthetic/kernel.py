@@ -21,6 +21,7 @@ from fraud_dask.data.schema import STRING_DTYPE, order_columns
 from fraud_dask.data.synthetic.conf import (
     _ID_BITS,
     CATEGORIES,
+    DriftPlan,
     Plan,
     Scenario,
     as_synthetic_conf,
@@ -298,15 +299,24 @@ def _block(plan: Plan, block: int) -> dict[str, np.ndarray]:
     fraud = _fraud_rows(plan, world, rng, block, quota, customers)
     genuine = _genuine_rows(plan, world, rng, quota - len(fraud["ms"]), customers)
     rows = {k: np.concatenate([genuine[k], fraud[k]]) for k in _COLUMNS}
+    if plan.drift != DriftPlan():
+        from fraud_dask.data.synthetic.drift import apply_drift
+
+        rows = apply_drift(plan, world, block, rows, customers)
     order = np.argsort(rows["ms"], kind="stable")
     rows = {k: v[order] for k, v in rows.items()}
     rows["customer"] = customers["customer_id"][rows["customer"]]
     rows["tx_id"] = plan.block_offset(block) + np.arange(quota, dtype=np.int64)
     is_fraud = rows["scenario"] > 0
-    median, sigma, lo, hi = plan.fraud_delay
-    delay_days = np.full(quota, plan.genuine_delay_days)
-    n_fraud = int(is_fraud.sum())
-    delay_days[is_fraud] = np.clip(median * np.exp(sigma * rng.standard_normal(n_fraud)), lo, hi)
+    z = rng.standard_normal(int(is_fraud.sum()))
+    if plan.drift.delay is None:
+        median, sigma, lo, hi = plan.fraud_delay
+        delay_days = np.full(quota, plan.genuine_delay_days)
+        delay_days[is_fraud] = np.clip(median * np.exp(sigma * z), lo, hi)
+    else:
+        from fraud_dask.data.synthetic.drift import label_delay_days
+
+        delay_days = label_delay_days(plan, rows["ms"], is_fraud, z)
     rows["label_ms"] = rows["ms"] + (delay_days * _DAY_MS).astype(np.int64)
     return rows
 

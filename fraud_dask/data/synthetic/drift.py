@@ -1,0 +1,171 @@
+"""Drift applied to one customer block: a new fraud pattern, a client's shift, new label delays.
+
+Called by the kernel on a block's rows (times in ms since the first day, customers as the block's
+local indices) before they are sorted. Drift draws from the block's own drift stream
+``default_rng([seed, 2, block])``, so the rows it does not touch are those of the same config
+without drift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fraud_dask.data.synthetic.conf import Plan, Scenario
+from fraud_dask.data.synthetic.kernel import (
+    _DAY_MS,
+    _FRAUD_DEVICE_BASE,
+    _amounts,
+    _random_ips,
+    _World,
+)
+
+_TESTING_GAP_S = 25.0  # mean seconds between a card-testing run's payments
+
+
+def apply_drift(
+    plan: Plan,
+    world: _World,
+    block: int,
+    rows: dict[str, np.ndarray],
+    customers: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Return ``rows`` with the plan's client shift and new fraud pattern applied (in place).
+
+    Parameters
+    ----------
+    plan : Plan
+        The generation plan; ``plan.drift`` says what changes.
+    world : _World
+        The global tables.
+    block : int
+        The customer block (names the drift stream and the fraud devices).
+    rows : dict of numpy arrays
+        The block's unsorted rows (``ms``, ``customer``, ``card``, ``device_id``, ``ip``,
+        ``terminal``, ``amount``, ``scenario``).
+    customers : dict of numpy arrays
+        The block's customers (``scale``, ``n_cards``).
+
+    Returns
+    -------
+    dict of numpy arrays
+    """
+    rng = np.random.default_rng([plan.seed, 2, block])
+    terminal_client = world.merchant_client[world.terminal_merchant]
+    if plan.drift.shift is not None:
+        _shift(plan, world, rng, rows, customers, terminal_client)
+    if plan.drift.pattern is not None:
+        _pattern(plan, world, rng, block, rows, customers, terminal_client)
+    return rows
+
+
+def _shift(
+    plan: Plan,
+    world: _World,
+    rng: np.random.Generator,
+    rows: dict[str, np.ndarray],
+    customers: dict[str, np.ndarray],
+    terminal_client: np.ndarray,
+) -> None:
+    assert plan.drift.shift is not None
+    start, client, factor, category, share = plan.drift.shift
+    ms = rows["ms"]
+    at = (ms >= start) & (terminal_client[rows["terminal"]] == client)
+    if category >= 0 and share > 0:
+        pool = np.flatnonzero((terminal_client == client) & (world.terminal_category == category))
+        move = np.flatnonzero(at & (rows["scenario"] == 0) & (rng.random(len(ms)) < share))
+        if len(pool) and len(move):
+            terminal = pool[rng.integers(0, len(pool), size=len(move))]
+            scale = customers["scale"][rows["customer"][move]]
+            rows["terminal"][move] = terminal
+            rows["amount"][move] = _amounts(rng, world.terminal_category[terminal], scale)
+            # a move onto a compromised terminal inside its window is that scenario's fraud
+            hit = (ms[move] >= world.compromise_start_ms[terminal]) & (
+                ms[move] < world.compromise_end_ms[terminal]
+            )
+            rows["scenario"][move] = np.where(hit, int(Scenario.compromised_terminal), 0)
+    rows["amount"][at] *= factor
+
+
+def _pattern(
+    plan: Plan,
+    world: _World,
+    rng: np.random.Generator,
+    block: int,
+    rows: dict[str, np.ndarray],
+    customers: dict[str, np.ndarray],
+    terminal_client: np.ndarray,
+) -> None:
+    assert plan.drift.pattern is not None
+    start, category, client, rate, per_incident, max_amount = plan.drift.pattern
+    total_ms = plan.n_days * _DAY_MS
+    ms = rows["ms"]
+    in_pool = world.terminal_category == category
+    if client >= 0:
+        in_pool &= terminal_client == client
+    pool = np.flatnonzero(in_pool)
+    # the pattern's rows replace genuine rows of the same period: the count stays exact
+    candidates = np.flatnonzero((ms >= start) & (rows["scenario"] == 0))
+    if start >= total_ms or not len(pool) or len(candidates) < per_incident:
+        return
+    n_after = int((ms >= start).sum())
+    n = min(int(rng.poisson(n_after * rate / per_incident)), len(candidates) // per_incident)
+    if n == 0:
+        return
+    size = n * per_incident
+    inc = np.repeat(np.arange(n), per_incident)
+    gaps = rng.exponential(_TESTING_GAP_S * 1000.0, size=size)
+    first = np.arange(n) * per_incident
+    gaps[first] = 0.0
+    cum = np.cumsum(gaps)
+    offset = cum - cum[first][inc]
+    span = offset[first + per_incident - 1]
+    t0 = start + rng.random(n) * np.maximum(total_ms - start - span - 1.0, 0.0)
+    victim = rng.integers(0, len(customers["scale"]), size=n)
+    card = (rng.random(n) * customers["n_cards"][victim]).astype(np.int64)
+    device = (
+        _FRAUD_DEVICE_BASE + (block << 20) + (int(Scenario.emerging_pattern) << 16) + np.arange(n)
+    )
+    new = {
+        "ms": np.minimum((t0[inc] + offset).astype(np.int64), total_ms - 1),
+        "customer": victim[inc],
+        "card": card[inc],
+        "device_id": device[inc],
+        "ip": _random_ips(rng, size),  # rotating proxies
+        "terminal": pool[rng.integers(0, len(pool), size=n)][inc],  # one site per run
+        "amount": rng.uniform(0.5, max_amount, size=size),
+        "scenario": np.full(size, int(Scenario.emerging_pattern), dtype=np.int8),
+    }
+    replace = candidates[rng.choice(len(candidates), size=size, replace=False)]
+    for key, values in new.items():
+        rows[key][replace] = values
+
+
+def label_delay_days(plan: Plan, ms: np.ndarray, is_fraud: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Label delay of each row in days: the base delays, changed from the drift's start on.
+
+    Parameters
+    ----------
+    plan : Plan
+    ms : numpy.ndarray
+        Transaction times (ms since the first day).
+    is_fraud : numpy.ndarray of bool
+    z : numpy.ndarray
+        One standard normal draw per fraud row (the log-normal delay's noise).
+
+    Returns
+    -------
+    numpy.ndarray
+        Days from transaction to label, per row.
+    """
+    median, sigma, lo, hi = plan.fraud_delay
+    genuine = np.full(len(ms), plan.genuine_delay_days)
+    fraud_median = np.full(len(z), median)
+    if plan.drift.delay is not None:
+        start, new_median, new_genuine = plan.drift.delay
+        late = ms >= start
+        fraud_median[late[is_fraud]] = new_median
+        if new_genuine > 0:
+            genuine[late] = new_genuine
+    delay = genuine
+    delay[is_fraud] = np.clip(fraud_median * np.exp(sigma * z), lo, hi)
+    return delay

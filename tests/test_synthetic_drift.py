@@ -1,0 +1,126 @@
+"""The generator's drift options: a new fraud pattern, a client's shift, new label delays."""
+
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraud_dask.data.synthetic import Scenario, generate
+
+BASE = {"n_rows": 60_000, "n_days": 40, "customers_per_block": 100, "seed": 4}
+START = "2025-01-21"  # day 20 of 40
+
+
+def _rows(conf: dict) -> pd.DataFrame:
+    with dask.config.set(scheduler="sync"):
+        df = generate(conf).compute()
+    return df.set_index("tx_id").sort_index()
+
+
+@pytest.fixture(scope="module")
+def base() -> pd.DataFrame:
+    return _rows(BASE)
+
+
+def _with(**drift) -> dict:
+    return {**BASE, "drift": drift}
+
+
+def test_new_pattern_starts_on_its_day_at_its_category(base):
+    conf = _with(new_pattern={"start_date": START, "category": "pharmacy", "rate": 0.004})
+    got = _rows(conf)
+    assert len(got) == len(base)
+    before = base["ts"] < pd.Timestamp(START, tz="UTC")
+    # nothing changes before the start; after it, the pattern's rows replace genuine rows
+    pd.testing.assert_frame_equal(got[before], base[before])
+    new = got["scenario"] == Scenario.emerging_pattern
+    keys = ["ts", "card_id", "terminal_id", "amount", "scenario"]
+    both = base[keys].merge(got.loc[~new, keys], how="left", on=keys, indicator=True)
+    replaced = both["_merge"] == "left_only"
+    assert len(both) == len(base)  # no row of the base matches twice
+    assert replaced.sum() == new.sum()
+    assert (both.loc[replaced, "scenario"] == 0).all()
+    pattern = got[new]
+    assert (pattern["ts"] >= pd.Timestamp(START, tz="UTC")).all()
+    assert set(pattern["category"].astype(str)) == {"pharmacy"}
+    assert pattern["amount"].between(0.5, 5.0).all()
+    assert (pattern["is_fraud"] == 1).all()
+    after = (~before).sum()
+    assert len(pattern) == pytest.approx(0.004 * after, rel=0.3)
+    # runs of 6 payments on one card, one site, within minutes
+    runs = pattern.groupby("device_id").agg(
+        n=("card_id", "size"),
+        cards=("card_id", "nunique"),
+        sites=("terminal_id", "nunique"),
+        span=("ts", lambda s: s.max() - s.min()),
+    )
+    assert (runs["n"] == 6).all() and (runs["cards"] == 1).all() and (runs["sites"] == 1).all()
+    assert runs["span"].median() < pd.Timedelta(minutes=15)
+
+
+def test_new_pattern_of_one_client():
+    got = _rows(_with(new_pattern={"start_date": START, "client": "client_02"}))
+    pattern = got[got["scenario"] == Scenario.emerging_pattern]
+    assert len(pattern) > 0
+    assert set(pattern["client_id"].astype(str)) == {"client_02"}
+
+
+def test_client_shift_moves_amounts_and_mix_of_that_client_only(base):
+    shift = {
+        "start_date": START,
+        "client": "client_01",
+        "amount_factor": 2.5,
+        "category": "retail",
+        "category_share": 0.3,
+    }
+    got = _rows(_with(client_shift=shift))
+    after = base["ts"] >= pd.Timestamp(START, tz="UTC")
+    untouched = ~after | (base["client_id"] != "client_01")
+    pd.testing.assert_frame_equal(got[untouched], base[untouched])
+    client = after & (got["client_id"] == "client_01")
+    assert (got.loc[client, "client_id"] == base.loc[client, "client_id"]).all()
+    # rows that kept their terminal: exactly the amount times the factor (rounded to cents)
+    # (a row at a retail terminal may have moved onto the same one, with a new amount)
+    kept = client & (got["terminal_id"] == base["terminal_id"]) & (base["category"] != "retail")
+    np.testing.assert_allclose(got.loc[kept, "amount"], base.loc[kept, "amount"] * 2.5, atol=0.02)
+    moved = client & (got["terminal_id"] != base["terminal_id"])
+    share = moved.sum() / (client & (base["scenario"] == 0)).sum()
+    assert 0.22 <= share <= 0.34  # 0.3, less the moves onto the same terminal
+    assert set(got.loc[moved, "category"].astype(str)) == {"retail"}
+    mix_before = (base.loc[client, "category"] == "retail").mean()
+    mix_after = (got.loc[client, "category"] == "retail").mean()
+    assert mix_after > mix_before + 0.2
+
+
+def test_label_delay_changes_from_its_day(base):
+    got = _rows(
+        _with(label_delay={"start_date": START, "fraud_median_days": 30.0, "genuine_days": 3.0})
+    )
+    delay = (got["label_ts"] - got["ts"]) / pd.Timedelta(days=1)
+    before = got["ts"] < pd.Timestamp(START, tz="UTC")
+    pd.testing.assert_frame_equal(got.drop(columns="label_ts"), base.drop(columns="label_ts"))
+    pd.testing.assert_series_equal(got.loc[before, "label_ts"], base.loc[before, "label_ts"])
+    fraud = got["is_fraud"] == 1
+    np.testing.assert_allclose(delay[~fraud & ~before], 3.0)
+    assert 7.0 <= delay[fraud & before].median() <= 14.0
+    assert 22.0 <= delay[fraud & ~before].median() <= 40.0
+
+
+@pytest.mark.parametrize(
+    ("drift", "field"),
+    [
+        ({"new_pattern": {"start_date": "soon"}}, "drift.new_pattern.start_date"),
+        ({"new_pattern": {"category": "casino"}}, "drift.new_pattern.category"),
+        ({"new_pattern": {"client": "client_99"}}, "drift.new_pattern.client"),
+        ({"new_pattern": {"rate": 0.0}}, "drift.new_pattern.rate"),
+        ({"client_shift": {"client": "nobody"}}, "drift.client_shift.client"),
+        ({"client_shift": {"amount_factor": 0}}, "drift.client_shift.amount_factor"),
+        ({"client_shift": {"category_share": 2}}, "drift.client_shift.category_share"),
+        ({"label_delay": {"fraud_median_days": -1}}, "drift.label_delay.fraud_median_days"),
+    ],
+)
+def test_bad_drift_is_named(drift, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        generate(_with(**drift))
