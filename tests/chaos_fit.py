@@ -1,11 +1,18 @@
-"""Train XGBoost on a fresh local cluster and SIGKILL one worker process while it trains.
+"""Train XGBoost on a fresh local cluster and kill one worker (or the tracker) while it trains.
 
-Run as a script by tests/test_chaos.py (its own process: XGBoost's tracker lives in the
-scheduler, which a LocalCluster keeps in this process). Prints one JSON line: ``status`` ("ok" with
+Run as a script by tests/test_chaos.py and scripts/chaos-train, so that whatever happens to this
+process (a LocalCluster's scheduler lives in it) is observed from outside: with the tracker in a
+process of its own (:mod:`fraud_dask.train.tracker`) it must end with a result or one clear
+failure, never a signal. Prints one JSON line: ``status`` ("ok" with
 ``rounds``, ``ap`` and ``ap_calm``, or "failed" with ``error`` and ``message``), ``killed``,
 ``seconds`` and ``seconds_calm`` (the same fit undisturbed, before).
 
-    python tests/chaos_fit.py ROUNDS RETRIES COLLECTIVE_TIMEOUT_S
+    python tests/chaos_fit.py ROUNDS RETRIES COLLECTIVE_TIMEOUT_S [VICTIM]
+
+VICTIM is ``peer`` (default: SIGKILL the worker that does not host XGBoost's tracker process,
+which then sees a peer vanish), ``tracker`` (SIGKILL the worker whose child process is the
+tracker) or ``abort`` (SIGABRT the tracker process itself: what dmlc/xgboost#11804 does to the
+process the tracker lives in).
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+def _tracker_process(worker_pid: int) -> int:
+    """The pid of XGBoost's tracker process, a child of the worker ``worker_pid``."""
+    import psutil
+
+    for child in psutil.Process(worker_pid).children():
+        if any(part.endswith("tracker.py") for part in child.cmdline()):
+            return int(child.pid)
+    raise RuntimeError(f"no tracker process under worker {worker_pid}")
+
+
 def main() -> None:
     from distributed import Client, LocalCluster
     from sklearn.metrics import average_precision_score
@@ -30,6 +47,7 @@ def main() -> None:
     from fraud_dask.train import train
 
     rounds, retries, collective = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    victim = sys.argv[4] if len(sys.argv) > 4 else "peer"
     logging.basicConfig(level=logging.WARNING)
     pdf = make_frame(60_000, seed=21)
     y = pdf["is_fraud"].to_numpy()
@@ -61,9 +79,14 @@ def main() -> None:
                 busy = [k for keys in client.processing().values() for k in keys]
                 if any(str(k).startswith("fn-") for k in busy):
                     time.sleep(0.5)
-                    pids = client.run(os.getpid)
-                    pid = sorted(pids.items())[0][1]
-                    os.kill(pid, signal.SIGKILL)
+                    # the tracker runs next to the first worker by address
+                    pids = sorted(client.run(os.getpid).items())
+                    if victim == "abort":
+                        pid = _tracker_process(pids[0][1])
+                        os.kill(pid, signal.SIGABRT)
+                    else:
+                        pid = pids[0 if victim == "tracker" else -1][1]
+                        os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
                     return
                 time.sleep(0.05)
@@ -83,6 +106,7 @@ def main() -> None:
             }
         out |= {
             "killed": bool(killed),
+            "victim": victim,
             "seconds": round(time.monotonic() - started, 1),
             "seconds_calm": calm_seconds,
         }

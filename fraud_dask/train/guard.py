@@ -14,6 +14,11 @@ layers make a fit end, one way or the other:
 3. a failed attempt is retried up to ``model.retries`` times once the cluster is back to its
    size (the nanny restarts a killed worker; lost partitions are recomputed from their graph),
    then the run fails with one line naming the fold and what happened.
+
+XGBoost's tracker, which may abort the process it lives in when a worker vanishes
+(dmlc/xgboost#11804), runs in a process of its own next to a worker
+(:mod:`fraud_dask.train.tracker`), not in the scheduler: a LocalCluster's scheduler lives in the
+run's process. Its abort fails the attempt (the workers lose their tracker), which is retried.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def _lost_worker_error(error: BaseException) -> bool:
         return True
     text = str(error).lower()
     return type(error).__name__ == "XGBoostError" and any(
-        word in text for word in ("socket", "timeout", "connection", "peer", "collective")
+        word in text for word in ("socket", "timeout", "connect", "peer", "collective", "tracker")
     )
 
 

@@ -32,6 +32,7 @@ from fraud_dask.train.guard import (
     run_guarded,
 )
 from fraud_dask.train.models.base import Model, conf_with
+from fraud_dask.train.tracker import install as tracker_outside_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,11 @@ class XGBoostModel(Model):
         row_weight = pos_weight if imbalance == "weights" else None
         fit_warnings: list[dict[str, Any]] = []
         collective_s = conf_value(conf, "collective_timeout_s", COLLECTIVE_TIMEOUT_S)
+
+        # XGBoost's tracker in a process next to a worker, not in the scheduler (which a
+        # LocalCluster keeps in this process): a tracker that aborts on a lost worker ends
+        # one attempt, not the run
+        tracker_outside_scheduler()
 
         def attempt() -> Any:
             # the whole fit, so that a retry after a lost worker rebuilds the balanced
