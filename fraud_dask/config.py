@@ -9,6 +9,7 @@ composed, before any cluster starts.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,41 @@ def compose(
     if run_dir is not None:
         cfg.run_dir = str(run_dir)
     if typed:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_object(cfg)
+        return as_config(cfg)
     return cfg
+
+
+def as_config(cfg: Config | Mapping[str, Any], *, task: str | None = None) -> Config:
+    """The typed :class:`Config` that tasks and library functions take.
+
+    The CLI's :func:`fraud_dask.__main__.execute` calls it once, on the composed config
+    (``OmegaConf.to_object``: interpolations resolved, ``cfg.cluster`` the chosen kind's schema,
+    ``cfg.task`` the task's). It is also the one converter for Python and notebook callers
+    that hold a DictConfig or a mapping: :func:`compose`'s result is converted as it is; a
+    partial mapping (e.g. ``{"data": {...}, "run_dir": ...}``) is merged onto the default
+    composition, with ``task=<task>`` when given, as the CLI would compose it with those values
+    as overrides. A :class:`Config` is returned unchanged.
+
+    Raises
+    ------
+    UserError
+        A value of the mapping does not fit the schema (the key is named).
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from fraud_dask.errors import UserError
+
+    if isinstance(cfg, Config):
+        return cfg
+    try:
+        if OmegaConf.is_config(cfg) and OmegaConf.get_type(cfg) is Config:
+            typed = OmegaConf.to_object(cfg)
+        else:
+            base = compose([f"task={task}"] if task else [])
+            typed = OmegaConf.to_object(OmegaConf.merge(base, cfg))
+    except OmegaConfBaseException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"config: {first}") from exc
+    assert isinstance(typed, Config)
+    return typed
