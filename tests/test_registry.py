@@ -488,7 +488,7 @@ def test_registry_task_prints_a_table_and_a_summary(tmp_path, capsys):
     assert summary.startswith("fraud version 2 (aliases: none)")
     assert "source     synthetic (/data/tx)" in summary
     assert "trained    2025-02-01..2025-02-21 (fold test-0): 56,789 rows, 321 frauds" in summary
-    assert "average_precision 0.570" in summary
+    assert "average_precision 0.5700" in summary
     assert str(tmp_path / "reg" / "fraud" / "2") in summary
 
     # a model name the registry lacks: say so, and list what it has

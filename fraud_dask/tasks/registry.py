@@ -24,13 +24,19 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from fraud_dask.console import fmt, summary_rows
 from fraud_dask.registry import Registry
 from fraud_dask.tasks import RegistryTaskConf, task_conf, task_entry
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from fraud_dask.config import Config
 
 log = logging.getLogger(__name__)
+
+#: reads and writes a few JSON files: ``python -m fraud_dask`` starts no cluster for it
+NEEDS_CLUSTER = False
 
 ACTIONS = ("list", "show", "promote")
 COLUMNS = ("version", "created", "source", "period", "rows", "AP", "aliases")
@@ -103,24 +109,72 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([line({c: c for c in COLUMNS}), *(line(r) for r in cells)])
 
 
-def format_version(info: Mapping[str, Any]) -> str:
-    """A readable summary of one version (:meth:`Registry.show`'s result)."""
+def _bundle_json(reg: Registry, folder: str, name: str) -> Any:
+    """A JSON file of a bundle's folder (``config.json``, ``features.json``); None if absent."""
+    import json
+
+    path = f"{folder}/{name}"
+    try:
+        with reg.fs.open(path, "r") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _features_line(features: Any, columns: list[str]) -> str:
+    """The feature set's name and the model's inputs (the first few named)."""
+    name = features.get("name") if isinstance(features, Mapping) else None
+    shown = ", ".join(columns[:6]) + (
+        f", ... ({len(columns) - 6} more)" if len(columns) > 6 else ""
+    )
+    head = f"{name}: " if name else ""
+    return f"{head}{len(columns)} inputs" + (f" ({shown})" if columns else "")
+
+
+def _params_line(config: Any) -> str:
+    """The model's hyper-parameters from the bundle's config (``model.params``), one line."""
+    model = config.get("model") if isinstance(config, Mapping) else None
+    params = model.get("params") if isinstance(model, Mapping) else None
+    if not isinstance(params, Mapping) or not params:
+        return "not recorded"
+    return ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in params.items())
+
+
+def format_version(info: Mapping[str, Any], reg: Registry | None = None) -> str:
+    """A readable, aligned summary of one version (:meth:`Registry.show`'s result).
+
+    Version and stage (its aliases), when it was created, the source and the data fingerprint,
+    the training period, the model and its hyper-parameters (from the bundle's ``config.json``,
+    read through ``reg`` when given), its inputs (``features.json``), the test metrics to four
+    digits (with their spread across folds), the git revision and the library versions.
+    """
     model = info.get("model") or {}
     training = info.get("training") or {}
     source = info.get("source") or {}
     git = info.get("git") or {}
     aliases = ", ".join(info.get("aliases") or []) or "none"
     lines = [f"{info.get('name')} version {info.get('version')} (aliases: {aliases})"]
+    folder = str(info.get("path") or "")
+    config = _bundle_json(reg, folder, "config.json") if reg is not None and folder else None
+    features = _bundle_json(reg, folder, "features.json") if reg is not None and folder else None
 
     def add(label: str, text: str) -> None:
         lines.append(f"  {label:<10} {text}")
 
     add("path", str(info.get("path")))
+    add("stage", "champion" if "champion" in (info.get("aliases") or []) else f"aliases {aliases}")
     add("created", f"{_minute(info.get('created'))} UTC")
     if source:
         add("source", f"{source.get('name')} ({source.get('path') or 'path not recorded'})")
     else:
         add("source", "not recorded")
+    fingerprint = info.get("fingerprint") or {}
+    if fingerprint:
+        add(
+            "data",
+            f"{_count(fingerprint.get('rows'))} rows, {len(fingerprint.get('columns') or {})} "
+            f"columns, row hash {fingerprint.get('row_hash_sum', '-')}",
+        )
     if training:
         frauds = training.get("frauds")
         add(
@@ -129,17 +183,24 @@ def format_version(info: Mapping[str, Any]) -> str:
             f"{_count(training.get('rows'))} rows, {_count(frauds)} frauds",
         )
     else:
-        rows = (info.get("fingerprint") or {}).get("rows")
+        rows = fingerprint.get("rows")
         add("trained", f"period not recorded; {_count(rows)} rows")
-    columns = model.get("columns") or []
+    columns = [str(c) for c in model.get("columns") or []]
     add(
         "model",
-        f"{model.get('kind', '-')} on {model.get('device', '-')}, {len(columns)} inputs, "
+        f"{model.get('kind', '-')} on {model.get('device', '-')}, "
         f"best iteration {model.get('best_iteration', '-')}",
     )
+    if config is not None:
+        add("params", _params_line(config))
+    add("features", _features_line(features, columns))
+    test = (info.get("metrics") or {}).get("test")
     headline = info.get("headline") or {}
-    if headline:
-        add("test", ", ".join(f"{k} {v:.3f}" for k, v in headline.items()))
+    if isinstance(test, Mapping) and test:
+        rows = [(k, v) for k, v in summary_rows(test) if not k.endswith(".folds")]
+        add("test", ", ".join(f"{k} {v}" for k, v in rows[:6]))
+    elif headline:
+        add("test", ", ".join(f"{k} {fmt(v)}" for k, v in headline.items()))
     else:
         add("test", "no test metrics registered")
     if git.get("commit"):
@@ -152,7 +213,7 @@ def format_version(info: Mapping[str, Any]) -> str:
 
 
 @task_entry
-def run(cfg: Config, client: Any) -> dict[str, Any]:
+def run(cfg: Config, client: Client | None) -> dict[str, Any]:
     """List, show or promote registry versions (the client is not needed and not used).
 
     Parameters
@@ -197,7 +258,7 @@ def run(cfg: Config, client: Any) -> dict[str, Any]:
             print(f"\nmodel {model} in {reg.url}\n{format_table(mine)}", flush=True)
     elif action == "show":
         out["version"] = reg.show(name, str(cfg.registry.version))
-        print(format_version(out["version"]), flush=True)
+        print(format_version(out["version"], reg), flush=True)
     else:
         record = reg.promote(name, str(cfg.registry.version), alias=str(cfg.registry.alias))
         out["promoted"] = record
