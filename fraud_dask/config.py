@@ -65,7 +65,7 @@ class Config:
 SECRET_KEYS = ("key", "secret", "password", "token", "tls_client_key")
 
 
-def redacted(cfg: Any) -> Any:
+def redacted(cfg: Config | Any) -> Any:
     """The resolved config with secret values (PAN hash keys, credentials) replaced by '***'."""
     from omegaconf import OmegaConf
 
@@ -79,7 +79,8 @@ def redacted(cfg: Any) -> Any:
             return [scrub(v) for v in node]
         return node
 
-    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    node = cfg if OmegaConf.is_config(cfg) else OmegaConf.structured(cfg)  # a DictConfig or Config
+    plain = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     return OmegaConf.create(scrub(plain))
 
 
@@ -161,6 +162,9 @@ def as_config(cfg: Config | Mapping[str, Any], *, task: str | None = None) -> Co
             typed = OmegaConf.to_object(cfg)
         else:
             base = compose([f"task={task}"] if task else [])
+            # open maps (``data.columns``, ``model.params``) take new keys, as overrides with
+            # ``+`` would; the schema's dataclasses still refuse a key they do not have
+            OmegaConf.set_struct(base, False)
             typed = OmegaConf.to_object(OmegaConf.merge(base, cfg))
     except OmegaConfBaseException as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
