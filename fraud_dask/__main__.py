@@ -21,11 +21,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fraud_dask import console
 from fraud_dask.config import SECRET_KEYS, redacted
 from fraud_dask.errors import RunFailed, UserError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from fraud_dask.config import Config
 
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
@@ -68,7 +73,7 @@ def _summary(task: str, result: dict[str, Any], run_dir: Path) -> str:
     return console.summary(task, result, run_dir)
 
 
-def check_config(cfg: Any) -> None:
+def check_config(cfg: Config) -> None:
     """Fail with a :class:`UserError` on values that can be known before a cluster starts.
 
     Hydra checks types when composing; each group checks its own ranges here (a worker count,
@@ -80,8 +85,7 @@ def check_config(cfg: Any) -> None:
 
     check_cluster_conf(cfg.cluster)
     check_data_conf(cfg.data)
-    if "score" in cfg:
-        check_serve_conf(cfg.score.serve)
+    check_serve_conf(cfg.score.serve)
 
 
 def needs_cluster(task: Any) -> bool:
@@ -109,15 +113,25 @@ def _session(cfg: Any, task: Any) -> Iterator[Any]:
             yield client
 
 
-def execute(cfg: Any) -> dict[str, Any]:
-    """Run ``cfg.task`` in one cluster session and write the run directory's artifacts."""
+def execute(cfg: Config | DictConfig) -> dict[str, Any]:
+    """Run ``cfg.task`` in one cluster session and write the run directory's artifacts.
+
+    ``cfg`` is the composed DictConfig (the CLI, :func:`fraud_dask.config.compose`) or the
+    typed :class:`~fraud_dask.config.Config`. It is typed here, once
+    (:func:`fraud_dask.config.as_config`: ``OmegaConf.to_object``), and the task gets the
+    dataclasses; ``resolved_config.yaml`` is written from the config as composed, secrets
+    redacted.
+    """
     from omegaconf import OmegaConf
 
+    from fraud_dask.config import as_config
     from fraud_dask.tasks import get_task
 
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(redacted(cfg)))
+    composed = cfg if OmegaConf.is_config(cfg) else OmegaConf.structured(cfg)
+    (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(redacted(composed)))
+    cfg = as_config(cfg)
     task_name = str(cfg.task.name)
     task = get_task(task_name)  # import errors surface before a cluster starts
     check_config(cfg)
