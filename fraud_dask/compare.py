@@ -271,9 +271,85 @@ def _rows(result: dict[str, Any]) -> str:
     return "\n".join(cells)
 
 
+def _forest_figure(result: dict[str, Any]) -> Any:
+    """Each metric's difference ``challenger - champion`` with its interval, overall and per
+    client (a forest plot: right of the zero line, the challenger is better); None when no
+    metric has an interval (no fraud in the period)."""
+    from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
+    from bokeh.models.annotations import Span
+    from bokeh.plotting import figure
+
+    from fraud_dask.report import PALETTE
+
+    verdict_colour = {"challenger better": PALETTE[2], "champion better": PALETTE[3],
+                      "no clear difference": PALETTE[0]}  # fmt: skip
+    parts = [("overall", result)] + [
+        (f"client {c}", r) for c, r in result.get("per_client", {}).items() if "difference" in r
+    ]
+    rows: dict[str, list[Any]] = {k: [] for k in ("y", "value", "lo", "hi", "colour", "verdict")}
+    for where, res in parts:
+        for m in METRICS:
+            d = res["difference"][m]
+            if d["value"] is None or d["ci_low"] is None or d["ci_high"] is None:
+                continue
+            lo, hi = float(d["ci_low"]), float(d["ci_high"])
+            verdict = "challenger better" if lo > 0 else "champion better" if hi < 0 else (
+                "no clear difference")  # fmt: skip
+            rows["y"].append(f"{where}: {m}")
+            rows["value"].append(float(d["value"]))
+            rows["lo"].append(lo)
+            rows["hi"].append(hi)
+            rows["colour"].append(verdict_colour[verdict])
+            rows["verdict"].append(verdict)
+    if not rows["y"]:
+        return None
+    factors = list(reversed(rows["y"]))
+    low, high = min(0.0, *rows["lo"]), max(0.0, *rows["hi"])  # the zero line always shows
+    pad = 0.05 * (high - low or 1.0)
+    fig = figure(
+        x_range=Range1d(low - pad, high + pad),
+        y_range=FactorRange(factors=factors),
+        width=900,
+        height=60 + 26 * max(len(factors), 1),
+        title=f"challenger - champion, {result['options']['ci']:.0%} interval (right of 0: "
+        "the challenger is better)",
+        x_axis_label="difference",
+        toolbar_location=None,
+    )
+    source = ColumnDataSource(rows)
+    fig.segment("lo", "y", "hi", "y", source=source, color="colour", line_width=3)
+    dots = fig.scatter("value", "y", source=source, color="colour", size=9)
+    fig.add_layout(Span(location=0, dimension="height", line_color="#444", line_dash="dashed"))
+    fig.add_tools(
+        HoverTool(
+            renderers=[dots],
+            tooltips=[
+                ("", "@y"),
+                ("difference", "@value{0.0000}"),
+                ("interval", "[@lo{0.0000}, @hi{0.0000}]"),
+                ("", "@verdict"),
+            ],
+        )  # fmt: skip
+    )
+    return fig
+
+
 def render_html(result: dict[str, Any], title: str) -> str:
-    """A self-contained HTML report of :func:`compare_frames`' result."""
+    """A self-contained HTML report of :func:`compare_frames`' result: the tables and a forest
+    plot of the differences, with BokehJS embedded (readable offline)."""
+    from bokeh.embed import components
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+    from bokeh.resources import INLINE
+
     opts = result["options"]
+    forest = _forest_figure(result)
+    if forest is None:
+        bokehjs, script = "", ""
+        div = "<p>No interval to plot: no metric is defined on these rows.</p>"
+    else:
+        # BokehJS inline, only the parts this figure needs
+        bokehjs = bundle_for_objs_and_resources([forest], INLINE).scripts()
+        script, div = components(forest)
     head = (
         "<tr><th>metric</th><th>champion</th><th>challenger</th><th>difference</th>"
         f"<th>{opts['ci']:.0%} CI</th><th>P(challenger better)</th><th>verdict</th></tr>"
@@ -282,12 +358,16 @@ def render_html(result: dict[str, Any], title: str) -> str:
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}</style></head><body>",
+        "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}</style>",
+        bokehjs,
+        script,
+        "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{result['rows']} transactions, {result['frauds']} frauds, {result['cards']} cards. "
         f"Paired bootstrap over cards, {opts['n_boot']} replicates (seed {opts['seed']}); "
         f"CP@k with k={opts['k']}; recall and value caught at FPR {opts['max_fpr']}.</p>",
         f"<h2>Overall</h2><table>{head}{_rows(result)}</table>",
+        f"<h2>Differences with their intervals</h2>{div}",
     ]
     for client, res in result.get("per_client", {}).items():
         if "difference" in res:

@@ -29,11 +29,11 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def html_table(rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> str:
+def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A plain HTML table of ``rows`` (dicts), in ``columns`` order."""
     if not rows:
         return "<p>(no rows)</p>"
-    columns = columns or list(rows[0])
+    columns = list(columns or rows[0])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows
@@ -177,6 +177,36 @@ def _importance_figure(importance: Mapping[str, float], top: int = 30) -> Any:
     total = sum(v for _, v in items) or 1.0
     fig.hbar(y=names, right=[v / total for _, v in items] or [0], height=0.7, color="#2ca02c")
     return fig
+
+
+def report_figures(
+    evaluations: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    importance: Mapping[str, float] | None = None,
+) -> list[Any]:
+    """The figures of ``report.html``, to show them elsewhere (a notebook: ``bokeh.io.show``).
+
+    Parameters
+    ----------
+    evaluations : mapping
+        As :func:`write_report`'s.
+    importance : mapping, optional
+        Input -> importance of the main model.
+
+    Returns
+    -------
+    list of bokeh figures
+        ROC curve, precision-recall curve, score distribution and metrics per day (of the
+        first model), and the feature importance.
+    """
+    if not evaluations:
+        raise ValueError("report_figures: no evaluation to show")
+    main = next(iter(evaluations.values()))
+    return [
+        *_curve_figures(evaluations),
+        _score_figure(main),
+        _per_day_figure(main),
+        _importance_figure(importance or {}),
+    ]
 
 
 def write_report(
