@@ -113,6 +113,19 @@ def _session(cfg: Any, task: Any) -> Iterator[Any]:
             yield client
 
 
+def _check_generated_data(cfg: Any, task: Any) -> None:
+    """Synthetic data at ``data.path`` made with other ``data.synthetic`` options ends the run
+    with one line before a cluster starts (:func:`~fraud_dask.data.synthetic.manifest.check_reuse`);
+    ``task=generate`` replaces it instead, and says so."""
+    if str(cfg.data.name) != "synthetic" or not needs_cluster(task):
+        return
+    if str(cfg.task.name) == "generate":
+        return
+    from fraud_dask.data.synthetic.manifest import check_reuse
+
+    check_reuse(cfg.data)
+
+
 def execute(cfg: Config | DictConfig) -> dict[str, Any]:
     """Run ``cfg.task`` in one cluster session and write the run directory's artifacts.
 
@@ -135,6 +148,7 @@ def execute(cfg: Config | DictConfig) -> dict[str, Any]:
     task_name = str(cfg.task.name)
     task = get_task(task_name)  # import errors surface before a cluster starts
     check_config(cfg)
+    _check_generated_data(cfg, task)
 
     started = time.perf_counter()
     report = run_dir / "dask-report.html"
@@ -338,6 +352,9 @@ def main() -> None:
     from fraud_dask.config import CONFIG_DIR, register_configs
 
     register_configs()
+    from fraud_dask.cli_help import register_resolver
+
+    register_resolver()  # --help's text (configs/hydra/help/fraud_dask.yaml)
     logging.getLogger("distributed").setLevel(logging.WARNING)
     # every P2P shuffle logs "initialized"/"deactivated" at WARNING from the scheduler plugin
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)

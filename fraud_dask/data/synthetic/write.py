@@ -48,6 +48,7 @@ def write_synthetic(data: DataConf, client: Client) -> dict[str, Any]:
 
     from fraud_dask.data.io import write_datasets
     from fraud_dask.data.synthetic import Scenario, generate, make_plan
+    from fraud_dask.data.synthetic.manifest import write_manifest
 
     if not data.path:
         raise ValueError("task=generate: data.path is not set (where to write the dataset)")
@@ -66,6 +67,8 @@ def write_synthetic(data: DataConf, client: Client) -> dict[str, Any]:
         ddf.npartitions,
         path,
     )
+    # the options the data there was made with, to say what this run replaces
+    replaced = _replaced(path, conf, storage_options)
     start = time.perf_counter()
     with dask.config.set(scheduler=client):
         rows, *counts = write_datasets(
@@ -75,6 +78,7 @@ def write_synthetic(data: DataConf, client: Client) -> dict[str, Any]:
             extra=[(ddf["scenario"] == int(s)).sum() for s in Scenario],
         )
     seconds = time.perf_counter() - start
+    write_manifest(path, conf, storage_options)  # which options made these rows
     scenarios = {s.name: int(n) for s, n in zip(Scenario, counts, strict=True)}
     if rows != plan.n_rows or sum(scenarios.values()) != plan.n_rows:
         raise RuntimeError(
@@ -98,4 +102,28 @@ def write_synthetic(data: DataConf, client: Client) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "rows_per_s": round(rows / seconds, 1) if seconds > 0 else None,
         "output": path,
+        **({"replaced": replaced} if replaced else {}),
     }
+
+
+def _replaced(path: str, conf: Any, storage_options: dict[str, Any]) -> str | None:
+    """What a write to ``path`` replaces when the data there was made with other options:
+    a line for the summary (and a warning in the log); None for no data or the same options."""
+    from fraud_dask.data.synthetic.manifest import (
+        differences,
+        generator_options,
+        has_data,
+        options_hash,
+        read_manifest,
+    )
+
+    if not has_data(path, storage_options):
+        return None
+    recorded = read_manifest(path, storage_options)
+    wanted = generator_options(conf)
+    if recorded.get("hash") == options_hash(wanted):
+        return None
+    changed = differences(recorded.get("options") or {}, wanted) if recorded else []
+    what = "; ".join(changed[:4]) if changed else "data without a generator record"
+    log.warning("data.path=%s: replacing data generated with other options (%s)", path, what)
+    return f"data generated with other options ({what})"
