@@ -19,6 +19,7 @@ from fraud_dask.compare import CompareConf
 from fraud_dask.console import ConsoleConf
 from fraud_dask.data.config import DataConf
 from fraud_dask.features.config import FeaturesConf
+from fraud_dask.monitor.config import MonitorConf
 from fraud_dask.registry import RegistryConf
 from fraud_dask.score.config import ScoreConf
 from fraud_dask.split import SplitConf
@@ -53,6 +54,8 @@ class Config:
     registry: RegistryConf = field(default_factory=RegistryConf)
     score: ScoreConf = field(default_factory=ScoreConf)
     compare: CompareConf = field(default_factory=CompareConf)
+    #: task=monitor: periods, drift measures and alert rules (configs/monitor/)
+    monitor: MonitorConf = field(default_factory=MonitorConf)
     paths: PathsConf = field(default_factory=PathsConf)
     #: what the command line shows: progress bars (``console.progress=auto|on|off``)
     console: ConsoleConf = field(default_factory=ConsoleConf)

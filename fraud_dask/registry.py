@@ -7,6 +7,8 @@ Layout under ``registry.path`` (local folder, ``s3://...``, ...)::
         features.json            the feature spec the model was trained on
         config.json              the resolved run config
         metrics.json             evaluation metrics
+        reference.json           training reference for monitoring (optional; bundles
+                                 registered before it have none and still load)
         manifest.json            written last: version, created, source (data.name and the
                                  redacted data.path), training (fold, start, end, rows, frauds),
                                  fingerprint, library versions, git revision, headline test
@@ -54,6 +56,8 @@ from fraud_dask.errors import UserError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+#: the monitoring reference (fraud_dask.monitor.reference), an optional file of a bundle
+REFERENCE = "reference.json"
 FORMAT = "fraud_dask.registry/1"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _LIBRARIES = ("xgboost", "dask", "distributed", "pandas", "numpy", "pyarrow", "fsspec", "numba")
@@ -103,6 +107,9 @@ class ModelBundle:
     config: dict[str, Any]
     metrics: dict[str, Any]
     manifest: dict[str, Any]
+    #: the training reference for monitoring (``reference.json``, see docs/monitoring.md);
+    #: None for bundles registered without one
+    reference: dict[str, Any] | None = None
 
     @property
     def source(self) -> dict[str, Any] | None:
@@ -516,6 +523,9 @@ class Registry:
             config=self._read_json(f"{folder}/config.json"),
             metrics=self._read_json(f"{folder}/metrics.json"),
             manifest=manifest,
+            reference=self._read_json(f"{folder}/{REFERENCE}")
+            if REFERENCE in manifest["files"]
+            else None,
         )
 
     def _options(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,6 +46,7 @@ def main() -> None:
     from test_train import PARAMS, conf, make_frame, to_dask
 
     from fraud_dask.train import train
+    from fraud_dask.train.guard import TrainingFailed
 
     rounds, retries, collective = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     victim = sys.argv[4] if len(sys.argv) > 4 else "peer"
@@ -97,6 +99,8 @@ def main() -> None:
             model = train(client, to_dask(pdf, 4), None, c, "cpu")
         except Exception as exc:  # the outcome is the test's to judge
             out = {"status": "failed", "error": type(exc).__name__, "message": str(exc)}
+            if not isinstance(exc, TrainingFailed):
+                out["where"] = traceback.format_exc()[-2000:]
         else:
             out = {
                 "status": "ok",
@@ -110,7 +114,8 @@ def main() -> None:
             "seconds": round(time.monotonic() - started, 1),
             "seconds_calm": calm_seconds,
         }
-    print(json.dumps(out), flush=True)
+        # before the cluster's teardown, which a loaded machine may time out (its own failure)
+        print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,14 @@ def _trackers() -> list[int]:
     ]
 
 
+def _wait_gone(client, worker: str, pid: int) -> None:
+    deadline = time.monotonic() + 60
+    while pid in client.run(_trackers)[worker] and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def test_xgboost_dask_starts_its_tracker_next_to_a_worker_and_its_abort_ends_only_that(client):
-    from fraud_dask.train.tracker import install
+    from fraud_dask.train.tracker import install, stop_trackers
 
     assert install()
     workers = client.run(os.getpid)
@@ -38,8 +44,13 @@ def test_xgboost_dask_starts_its_tracker_next_to_a_worker_and_its_abort_ends_onl
     assert tracker not in workers.values() and tracker != os.getpid()
 
     os.kill(tracker, signal.SIGABRT)
-    deadline = time.monotonic() + 60
-    while tracker in client.run(_trackers)[host_worker] and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_gone(client, host_worker, tracker)
     assert tracker not in client.run(_trackers)[host_worker]  # ended, and reaped by its worker
     assert client.run(os.getpid) == workers  # the workers and this process live on
+
+    # a tracker left waiting (a failed fit's) is ended after the fit; an ended one is left be
+    client.sync(dxgb._get_rabit_args, client, 2)
+    (waiting,) = set(client.run(_trackers)[host_worker]) - set(before[host_worker])
+    assert stop_trackers(client) == 1
+    _wait_gone(client, host_worker, waiting)
+    assert client.run(_trackers) == before

@@ -45,6 +45,7 @@ class TaskName(enum.StrEnum):
     info = "info"
     cluster = "cluster"
     onboard = "onboard"
+    monitor = "monitor"
 
 
 class RegistryAction(enum.StrEnum):

@@ -106,8 +106,16 @@ def evaluate_folds(
         for fold, ev in full[name].items():
             metrics.setdefault("details", {}).setdefault(name, {})[fold] = {
                 k2: ev.get(k2) for k2 in ("n", "n_fraud", "alert_budgets", "card_precision")
-            }
+            } | {"per_client": _client_figures(ev)}
     return metrics, full
+
+
+def _client_figures(ev: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Rows, frauds and AP of each client in one fold (the monitoring rules compare with it)."""
+    return {
+        str(client): {k: figures.get(k) for k in ("n", "n_fraud", "average_precision")}
+        for client, figures in (ev.get("per_client") or {}).items()
+    }
 
 
 def summary_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:

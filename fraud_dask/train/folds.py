@@ -314,11 +314,14 @@ def register_newest(
 
     The bundle carries the feature spec, the run's config (secrets redacted), the evaluation
     metrics, the source (``data.name`` and the redacted ``data.path``), the training period
-    (the fold's first and last training day, its rows and frauds) and a fingerprint of those
-    rows. It goes to ``registry.name`` (by default ``fraud-<data.name>``).
+    (the fold's first and last training day, its rows and frauds), a fingerprint of those
+    rows and the monitoring reference (``reference.json``: binned inputs and score on those
+    rows, the thresholds and their alert rates, see ``docs/monitoring.md``). It goes to
+    ``registry.name`` (by default ``fraud-<data.name>``).
     """
     from fraud_dask.config import redacted
-    from fraud_dask.registry import Registry, data_fingerprint, redact_url
+    from fraud_dask.monitor.reference import registration_reference
+    from fraud_dask.registry import REFERENCE, Registry, data_fingerprint, redact_url
     from fraud_dask.split import select_train
 
     newest = max(folds, key=lambda f: f.train_end)
@@ -332,6 +335,8 @@ def register_newest(
         "rows": fingerprint["rows"],
         "frauds": int(rows["is_fraud"].sum().compute()),
     }
+    # the training reference for monitoring: binned inputs and score, thresholds, test AP
+    reference = registration_reference(cfg, rows, model, metrics, training)
     name = str(cfg.registry.name)
     config = redacted(cfg)
     config.data.path = redact_url(str(config.data.path))  # redacted() sees keys, not URLs
@@ -345,6 +350,7 @@ def register_newest(
         fingerprint=fingerprint,
         source={"name": cfg.data.name, "path": cfg.data.path},  # redacted by the registry
         training=training,
+        extra_files={REFERENCE: reference},
         promote=bool(cfg.registry.promote_on_register),
         alias=str(cfg.registry.alias),
     )

@@ -37,8 +37,13 @@ log = logging.getLogger(__name__)
 
 #: seconds a worker waits for its tracker process to report its address
 START_TIMEOUT_S = 120.0
-#: the tracker processes a worker started and has not reaped yet (keeps their reapers alive)
-_CHILDREN: set[asyncio.Task[None]] = set()
+#: on a worker: the tracker processes it started and has not reaped yet, by pid
+_CHILDREN: dict[int, asyncio.subprocess.Process] = {}
+#: their reapers (held so that they run to the end)
+_REAPERS: set[asyncio.Task[None]] = set()
+#: on the client: the trackers started for fits, (worker address, pid), until stopped
+_STARTED: list[tuple[str, int]] = []
+_STARTED_LOCK = threading.Lock()
 _INSTALLED: dict[str, Any] = {}
 
 
@@ -122,6 +127,7 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
     import signal
 
     code = await proc.wait()
+    _CHILDREN.pop(proc.pid, None)
     if code < 0:
         log.warning(
             "XGBoost's tracker process %d ended by %s; the fit it served fails (and is retried)",
@@ -137,7 +143,8 @@ async def start_tracker_process(
 ) -> dict[str, Any]:
     """Run on a worker (``client.run``): start a tracker process bound to the worker's host.
 
-    Returns the tracker's worker arguments (``dmlc_tracker_uri``, ``dmlc_tracker_port``...).
+    Returns the tracker's worker arguments (``dmlc_tracker_uri``, ``dmlc_tracker_port``...) and
+    the process's pid (``pid``).
     """
     from distributed.comm import get_address_host
     from xgboost.core import _LIB
@@ -162,15 +169,45 @@ async def start_tracker_process(
     except TimeoutError:
         proc.kill()
         line = b""
+    _CHILDREN[proc.pid] = proc
     task = asyncio.ensure_future(_reap(proc))
-    _CHILDREN.add(task)
-    task.add_done_callback(_CHILDREN.discard)
+    _REAPERS.add(task)
+    task.add_done_callback(_REAPERS.discard)
     if not line:
         raise RuntimeError(
             f"XGBoost's tracker process on {host} did not start within {START_TIMEOUT_S:.0f} s"
         )
-    args: dict[str, Any] = json.loads(line)
-    return args
+    return {"args": json.loads(line), "pid": proc.pid}
+
+
+def stop_tracker_process(pid: int) -> bool:
+    """Run on a worker: end its tracker process ``pid`` if it still runs (True if it did)."""
+    proc = _CHILDREN.get(pid)
+    if proc is None or proc.returncode is not None:
+        return False
+    proc.terminate()
+    return True
+
+
+def stop_trackers(client: Any) -> int:
+    """End the tracker processes started for this process's fits that still run.
+
+    A fit that ends normally shuts its tracker down; one that failed may leave it waiting for
+    workers that never come (until its worker ends). Called after every attempt.
+
+    Returns how many were still running.
+    """
+    with _STARTED_LOCK:
+        started = list(_STARTED)
+        _STARTED.clear()
+    stopped = 0
+    for worker, pid in started:
+        try:
+            out = client.run(stop_tracker_process, pid, workers=[worker], on_error="return")
+        except Exception:  # the worker is gone, and its tracker with it
+            continue
+        stopped += out.get(worker) is True
+    return stopped
 
 
 async def tracker_args(
@@ -193,7 +230,9 @@ async def tracker_args(
     out = await client.run(
         start_tracker_process, n_workers, coll_cfg.tracker_timeout, workers=[worker]
     )
-    args: dict[str, Any] = coll_cfg.get_comm_config(dict(out[worker]))
+    with _STARTED_LOCK:
+        _STARTED.append((worker, int(out[worker]["pid"])))
+    args: dict[str, Any] = coll_cfg.get_comm_config(dict(out[worker]["args"]))
     log.debug("xgboost: tracker next to worker %s at %s", worker, args)
     return args
 

@@ -1,0 +1,351 @@
+"""The training reference a bundle carries for monitoring: ``reference.json``.
+
+At registration the newest fold's training rows are scored by the registered model and
+described, per client, by binned distributions of every model input and of the score, plus the
+decision thresholds and the alert rates they gave. Monitoring (:mod:`fraud_dask.monitor.run`)
+counts new rows in the same bins. The format is plain JSON (``format:
+fraud_dask.monitor.reference/1``), a few KB; ``docs/monitoring.md`` documents every field.
+
+Computed on Dask over the persisted training rows in two small computes: first approximate
+quantiles (dask's ``Series.quantile``: per-partition percentiles merged by weight), then exact
+counts per client, input and bin (:func:`fraud_dask.monitor.drift.binned_counts` per partition,
+the partition tables summed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fraud_dask.monitor.drift import SCORE, binned_counts, n_bins
+
+log = logging.getLogger(__name__)
+
+FORMAT = "fraud_dask.monitor.reference/1"
+FILE = "reference.json"
+#: how the bin edges were found (written into the reference)
+QUANTILES = "dask Series.quantile (approximate: per-partition percentiles merged by weight)"
+#: rows a training week needs to count in an input's stability (week-to-week PSI)
+STABILITY_MIN_ROWS = 500
+#: the client a source without a client column is counted under
+DEFAULT_CLIENT = "default"
+
+
+def _threshold_rows(part: pd.DataFrame, thresholds: Sequence[float]) -> pd.DataFrame:
+    alerts = {f"t{i}": (part["score"] >= np.float32(t)).astype(np.int64) for i, t in
+              enumerate(thresholds)}  # fmt: skip
+    frame = pd.DataFrame(
+        {"client": part["client"], "week": part["week"], "rows": 1, **alerts}, index=part.index
+    )
+    return frame.groupby(["client", "week"], observed=True, sort=False).sum().reset_index()
+
+
+def _client_frame(frame: Any, client_col: str | None) -> Any:
+    if client_col is None:
+        return frame.assign(client=DEFAULT_CLIENT)
+    return frame.assign(client=frame[client_col].astype(str))
+
+
+def _with_week(part: pd.DataFrame) -> pd.DataFrame:
+    from fraud_dask.monitor.run import period_starts
+
+    return part.assign(week=period_starts(part["ts"], "week"))
+
+
+def stability(
+    weekly: pd.Series, spec: Mapping[str, Any], min_rows: int, weeks: set[int] | None
+) -> dict[str, float]:
+    """Per client, the largest PSI of one whole training week against the client's whole
+    training period, over the weeks with at least ``min_rows`` rows: how much the input moves
+    by itself from week to week (inputs over a growing history, such as all-history target
+    encodings or long risk windows, move a lot). ``weeks``: the whole weeks (None: all)."""
+    from fraud_dask.monitor.drift import psi
+
+    size = n_bins(spec)
+    by_week: dict[str, dict[Any, np.ndarray]] = {}
+    for (client, week, b), n in weekly.items():
+        by_week.setdefault(str(client), {}).setdefault(week, np.zeros(size))[int(b)] += n
+    out = {}
+    for client, vectors in by_week.items():
+        total = np.sum(list(vectors.values()), axis=0)
+        values = [
+            psi(total, v)
+            for w, v in vectors.items()
+            if v.sum() >= min_rows and (weeks is None or int(w) in weeks)
+        ]
+        out[client] = float(max(values)) if values else 0.0
+    return out
+
+
+def whole_weeks(period: Mapping[str, Any] | None) -> set[int] | None:
+    """The weeks (start, int64 ns) that lie wholly inside ``period`` (``start``, ``end``
+    inclusive days), or None when the period is unknown or holds no whole week."""
+    if not period or not period.get("start") or not period.get("end"):
+        return None
+    first = pd.Timestamp(period["start"], tz="UTC")
+    stop = pd.Timestamp(period["end"], tz="UTC") + pd.Timedelta(days=1)
+    monday = first + pd.Timedelta(days=(7 - first.weekday()) % 7)
+    out = set()
+    while monday + pd.Timedelta(days=7) <= stop:
+        out.add(int(monday.value))
+        monday += pd.Timedelta(days=7)
+    return out or None
+
+
+def build_reference(
+    frame: Any,
+    model: Any,
+    *,
+    threshold: float,
+    budgets: Sequence[float] = (0.01,),
+    bins: int = 10,
+    max_categories: int = 20,
+    client_col: str = "client_id",
+    period: Mapping[str, Any] | None = None,
+    test: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The monitoring reference of a model on its training rows.
+
+    Parameters
+    ----------
+    frame : dask.dataframe.DataFrame
+        The training rows (every model input; ``client_col`` when the source has clients).
+    model : fraud_dask.train.Model
+        The registered model (its ``columns`` and categorical ``categories``).
+    threshold : float
+        The decision threshold (``score.threshold``).
+    budgets : sequence of float
+        Alert budgets (shares of rows): the score threshold of each on the training rows is
+        recorded with the decision threshold.
+    bins : int
+        Quantile bins of each numeric input and of the score.
+    max_categories : int
+        Categories kept per categorical input (the most frequent; the rest count as other).
+    client_col : str
+        The client column; a frame without it is one client, ``default``.
+    period : mapping, optional
+        The training period (``fold``, ``start``, ``end``) recorded with the reference.
+    test : mapping, optional
+        The test folds' figures recorded for the performance rule (``average_precision``,
+        ``recall_at_fpr``, ``per_client``).
+
+    Returns
+    -------
+    dict
+        JSON-ready (see ``docs/monitoring.md``).
+    """
+    import dask
+
+    if bins < 2:
+        raise ValueError(f"monitor.bins: got {bins}, expected at least 2")
+    has_client = client_col in frame.columns
+    cats = {c: list(v) for c, v in dict(model.categories).items() if c in model.columns}
+    numeric = [c for c in model.columns if c not in cats]
+    scored = model.score(_client_frame(frame, client_col if has_client else None))
+    scored = scored[["client", "ts", *model.columns, "score"]]
+    scored = scored.map_partitions(_with_week, meta=_with_week(scored._meta)).persist()
+    try:
+        qs = [i / bins for i in range(1, bins)]
+        budget_qs = [1.0 - float(b) for b in budgets]
+        lazy = [scored[c].quantile(qs) for c in numeric]
+        lazy.append(scored["score"].quantile(qs + budget_qs))
+        found = dask.compute(*lazy)
+        specs: dict[str, dict[str, Any]] = {}
+        for col, values in zip(numeric, found[:-1], strict=True):
+            specs[col] = {"kind": "numeric", "edges": _edges(values)}
+        for col, values in cats.items():
+            specs[col] = {"kind": "categorical", "categories": [str(v) for v in values]}
+        score_q = np.asarray(found[-1], dtype=np.float64)
+        specs[SCORE] = {"kind": "numeric", "edges": _edges(score_q[: len(qs)])}
+        thresholds: list[dict[str, Any]] = [
+            {"name": "decision", "threshold": float(threshold), "source": "score.threshold"}
+        ] + [
+            {"name": f"budget_{b:g}", "threshold": float(t), "source": f"alert budget {b:g}"}
+            for b, t in zip(budgets, score_q[len(qs) :], strict=True)
+        ]
+        values_t = [t["threshold"] for t in thresholds]
+        keys = ["client", "week"]
+        meta = binned_counts(scored._meta, specs, keys)
+        counts_lazy = scored.map_partitions(binned_counts, specs, keys, meta=meta)
+        t_meta = _threshold_rows(scored._meta, values_t)
+        alerts_lazy = scored.map_partitions(_threshold_rows, values_t, meta=t_meta)
+        counts, alerts = dask.compute(counts_lazy, alerts_lazy)
+    finally:
+        del scored
+    weekly = counts.groupby(["feature", "client", "week", "bin"], observed=True)["count"].sum()
+    weeks = whole_weeks(period)
+    counts = counts.groupby(["client", "feature", "bin"], observed=True)["count"].sum()
+    weekly_alerts = alerts.groupby(["client", "week"], observed=True).sum()
+    alerts = alerts.groupby("client", observed=True).sum().drop(columns="week")
+    clients = {str(c): int(n) for c, n in alerts["rows"].items()}
+    total = int(sum(clients.values()))
+    features: dict[str, dict[str, Any]] = {}
+    named = set(weekly.index.get_level_values(0))
+    for name, spec in specs.items():
+        per_client = {
+            client: _vector(counts, client, name, n_bins(spec)) for client in sorted(clients)
+        }
+        moved = (
+            stability(weekly.loc[name], spec, STABILITY_MIN_ROWS, weeks) if name in named else {}
+        )
+        if spec["kind"] == "categorical":
+            spec, per_client = _top_categories(spec, per_client, max_categories)
+        features[name] = spec | {"counts": per_client, "stability_psi": moved}
+    for i, t in enumerate(thresholds):
+        n_alerts = int(alerts[f"t{i}"].sum())
+        t["alerts"] = n_alerts
+        t["alert_rate"] = n_alerts / total if total else None
+        t["by_client"] = {
+            str(c): {
+                "rows": int(r["rows"]),
+                "alerts": int(r[f"t{i}"]),
+                "alert_rate": float(r[f"t{i}"] / r["rows"]) if r["rows"] else None,
+                "weekly_range": _weekly_range(weekly_alerts.loc[c], f"t{i}", weeks),
+            }
+            for c, r in alerts.iterrows()
+        }
+    log.info(
+        "monitoring reference: %d rows, %d client(s), %d inputs",
+        total,
+        len(clients),
+        len(cats) + len(numeric),
+    )
+    return {
+        "format": FORMAT,
+        "period": dict(period or {}),
+        "rows": total,
+        "client_column": client_col if has_client else None,
+        "clients": clients,
+        "bins": bins,
+        "quantiles": QUANTILES,
+        "score": features.pop(SCORE),
+        "features": features,
+        "thresholds": thresholds,
+        "test": dict(test or {}),
+    }
+
+
+def _weekly_range(rows: pd.DataFrame, column: str, weeks: set[int] | None) -> list[float] | None:
+    """Lowest and highest alert rate of the client's whole training weeks with enough rows."""
+    keep = rows[rows["rows"] >= STABILITY_MIN_ROWS]
+    if weeks is not None:
+        keep = keep[[int(w) in weeks for w in keep.index]]
+    if not len(keep):
+        return None
+    rates = keep[column] / keep["rows"]
+    return [float(rates.min()), float(rates.max())]
+
+
+def _edges(values: Any) -> list[float]:
+    """Sorted distinct finite quantile values: the interior bin edges."""
+    x = np.asarray(values, dtype=np.float64)
+    return [float(v) for v in np.unique(x[np.isfinite(x)])]
+
+
+def _vector(counts: pd.Series, client: str, feature: str, size: int) -> list[int]:
+    out = np.zeros(size, dtype=np.int64)
+    try:
+        part = counts.loc[(client, feature)]
+    except KeyError:
+        return out.tolist()
+    out[part.index.to_numpy(dtype=np.int64)] = part.to_numpy(dtype=np.int64)
+    return out.tolist()
+
+
+def _top_categories(
+    spec: dict[str, Any], per_client: dict[str, list[int]], keep: int
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """Keep the ``keep`` most frequent categories; fold the others into the "other" bin."""
+    cats = list(spec["categories"])
+    if len(cats) <= keep:
+        return spec, per_client
+    total = np.sum([np.asarray(v) for v in per_client.values()], axis=0)
+    order = np.argsort(-total[: len(cats)], kind="stable")[:keep]
+    order = np.sort(order)
+    out = {}
+    for client, vec in per_client.items():
+        v = np.asarray(vec, dtype=np.int64)
+        other = v[: len(cats)].sum() - v[order].sum() + v[len(cats)]
+        out[client] = [*v[order].tolist(), int(other), int(v[len(cats) + 1])]
+    return {"kind": "categorical", "categories": [cats[i] for i in order]}, out
+
+
+def dumps(reference: Mapping[str, Any]) -> bytes:
+    """The reference as the bytes of ``reference.json`` (sorted keys, indented)."""
+    import json
+
+    return (json.dumps(reference, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def check_reference(reference: Any, where: str = FILE) -> dict[str, Any]:
+    """``reference`` if it is a reference this version reads, else a ValueError naming why."""
+    if not isinstance(reference, Mapping) or reference.get("format") != FORMAT:
+        got = reference.get("format") if isinstance(reference, Mapping) else type(reference)
+        raise ValueError(f"{where}: format {got!r}, expected {FORMAT!r}")
+    for key in ("score", "features", "thresholds", "clients"):
+        if key not in reference:
+            raise ValueError(f"{where}: no {key!r} in the reference")
+    return dict(reference)
+
+
+def reference_counts(reference: Mapping[str, Any], name: str, client: str) -> np.ndarray:
+    """The reference counts of input ``name`` (or the score, :data:`SCORE`) for ``client``;
+    a client the reference does not know gets the counts summed over every client."""
+    spec = reference["score"] if name == SCORE else reference["features"][name]
+    counts = spec["counts"]
+    if client in counts:
+        return np.asarray(counts[client], dtype=np.float64)
+    return np.sum([np.asarray(v, dtype=np.float64) for v in counts.values()], axis=0)
+
+
+def specs_of(reference: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Input (and :data:`SCORE`) -> bin spec without the counts."""
+    out = {
+        name: {k: v for k, v in spec.items() if k != "counts"}
+        for name, spec in reference["features"].items()
+    }
+    out[SCORE] = {k: v for k, v in reference["score"].items() if k != "counts"}
+    return out
+
+
+def test_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The training folds' test figures a reference keeps: the mean AP and recall at FPR over
+    the folds, and each client's mean AP over the folds where it had frauds."""
+    test = metrics.get("test") or {}
+    out: dict[str, Any] = {
+        k: test.get(k) for k in ("average_precision", "recall_at_fpr", "roc_auc")
+    }
+    details = (metrics.get("details") or {}).get(metrics.get("model")) or {}
+    per_client: dict[str, list[float]] = {}
+    for fold in details.values():
+        for client, figures in (fold.get("per_client") or {}).items():
+            if figures.get("average_precision") is not None:
+                per_client.setdefault(str(client), []).append(figures["average_precision"])
+    out["per_client"] = {
+        c: {"average_precision": float(np.mean(v)), "folds": len(v)}
+        for c, v in sorted(per_client.items())
+    }
+    return out
+
+
+def registration_reference(
+    cfg: Any, rows: Any, model: Any, metrics: Mapping[str, Any], period: Mapping[str, Any]
+) -> bytes:
+    """``reference.json`` of a model being registered: :func:`build_reference` on its training
+    rows with the run's decision threshold (``score.threshold``), the ``monitor`` bins and the
+    test figures of ``metrics``."""
+    ref = build_reference(
+        rows,
+        model,
+        threshold=float(cfg.score.threshold),
+        budgets=(float(cfg.monitor.budget),),
+        bins=int(cfg.monitor.bins),
+        max_categories=int(cfg.monitor.max_categories),
+        period={k: period.get(k) for k in ("fold", "start", "end")},
+        test=test_figures(metrics),
+    )
+    return dumps(ref)

@@ -1,0 +1,238 @@
+"""Monitoring: the drift measures against numpy/scipy, performance as labels mature against a
+pandas loop, the reference format and older bundles without one."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import jensenshannon
+from sklearn.metrics import average_precision_score
+
+
+def _conf(**over):
+    from fraud_dask.monitor.config import MonitorConf
+
+    conf = MonitorConf()
+    for k, v in over.items():
+        setattr(conf, k, v)
+    return conf
+
+
+def test_psi_and_jensen_shannon_match_numpy_and_scipy():
+    from fraud_dask.monitor.drift import bin_codes, binned_counts, jensen_shannon, psi
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(0, 1, 5000)
+    new = rng.normal(0.4, 1.3, 3000)
+    new[:40] = np.nan
+    edges = np.unique(np.quantile(ref, np.linspace(0.1, 0.9, 9)))
+    spec = {"kind": "numeric", "edges": edges.tolist()}
+    # independent binning: (-inf, e0], (e0, e1], ..., (e_last, inf), then missing
+    bounds = np.concatenate([[-np.inf], edges, [np.inf]])
+
+    def hist(x):
+        finite = x[~np.isnan(x)]
+        counts = [((finite > lo) & (finite <= hi)).sum() for lo, hi in itertools(bounds)]
+        return np.array([*counts, np.isnan(x).sum()], dtype=float)
+
+    def itertools(b):
+        return list(zip(b[:-1], b[1:], strict=True))
+
+    expected, actual = hist(ref), hist(new)
+    frame = pd.DataFrame({"x": new, "client": "a"})
+    got = binned_counts(frame, {"x": spec}, ["client"])
+    mine = np.zeros(len(edges) + 2)
+    mine[got["bin"].to_numpy()] = got["count"].to_numpy()
+    np.testing.assert_array_equal(mine, actual)
+    assert (bin_codes(pd.Series(ref), spec) < len(edges) + 1).all()
+
+    p = np.maximum(expected / expected.sum(), 1e-4)
+    q = np.maximum(actual / actual.sum(), 1e-4)
+    assert psi(expected, actual) == pytest.approx(np.sum((q - p) * np.log(q / p)), rel=1e-12)
+    assert jensen_shannon(expected, actual) == pytest.approx(
+        jensenshannon(expected, actual, base=2), rel=1e-9
+    )
+    assert psi(expected, expected) == pytest.approx(0.0, abs=1e-12)
+
+    cats = {"kind": "categorical", "categories": ["x", "y"]}
+    codes = bin_codes(pd.Series(["y", "z", None, "x"], dtype=object), cats)
+    assert codes.tolist() == [1, 2, 3, 0]  # known, other, missing
+
+
+def test_psi_p_value_tracks_sample_size():
+    from fraud_dask.monitor.drift import psi_p_value
+
+    # the same PSI is noise with 50 rows a side and a certain change with 50,000
+    assert psi_p_value(0.2, 50, 50, 10) > 0.1
+    assert psi_p_value(0.2, 50_000, 50_000, 10) < 1e-12
+
+
+def _scored_frame(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 6000
+    ts = pd.Timestamp("2025-03-03", tz="UTC") + pd.to_timedelta(rng.uniform(0, 28, n), unit="D")
+    label = (rng.uniform(size=n) < 0.05).astype(np.int8)
+    score = np.clip(rng.normal(0.3 + 0.4 * label, 0.2), 0, 1).astype(np.float32)
+    delay = rng.uniform(1, 20, n)
+    return pd.DataFrame(
+        {
+            "tx_id": np.arange(n),
+            "ts": ts,
+            "client_id": rng.choice(["c1", "c2"], n),
+            "x": rng.normal(0, 1, n),
+            "amount": rng.lognormal(3, 1, n).round(2),
+            "is_fraud": label,
+            "label_ts": ts + pd.to_timedelta(delay, unit="D"),
+            "score": score,
+        }
+    )
+
+
+def _reference(frame: pd.DataFrame) -> dict:
+    from fraud_dask.monitor.drift import SCORE, binned_counts
+    from fraud_dask.monitor.reference import FORMAT
+
+    specs = {
+        "x": {"kind": "numeric", "edges": np.quantile(frame["x"], [0.25, 0.5, 0.75]).tolist()},
+        SCORE: {"kind": "numeric", "edges": np.quantile(frame["score"], [0.5, 0.9]).tolist()},
+    }
+    counts = binned_counts(frame.assign(client=frame["client_id"]), specs, ["client"])
+    out = {}
+    for name, spec in specs.items():
+        size = len(spec["edges"]) + 2
+        out[name] = spec | {"counts": {}, "stability_psi": {}}
+        for client, part in counts[counts["feature"] == name].groupby("client"):
+            v = np.zeros(size, dtype=int)
+            v[part["bin"].to_numpy()] = part["count"].to_numpy()
+            out[name]["counts"][client] = v.tolist()
+    rate = float((frame["score"] >= 0.5).mean())
+    return {
+        "format": FORMAT,
+        "period": {},
+        "rows": len(frame),
+        "client_column": "client_id",
+        "clients": frame["client_id"].value_counts().to_dict(),
+        "bins": 4,
+        "quantiles": "numpy",
+        "score": out.pop(SCORE),
+        "features": out,
+        "thresholds": [{"name": "decision", "threshold": 0.5, "alert_rate": rate}],
+        "test": {"average_precision": 0.6},
+    }
+
+
+def test_performance_as_labels_mature_matches_a_pandas_loop(client):
+    import dask.dataframe as dd
+
+    from fraud_dask.monitor.run import monitor_scores
+
+    frame = _scored_frame()
+    report = pd.Timestamp("2025-03-27", tz="UTC")
+    conf = _conf(freq="week", min_rows=100, budget=0.05, mature_max_pending=0.02)
+    got = monitor_scores(
+        dd.from_pandas(frame, npartitions=4),
+        _reference(frame),
+        conf,
+        report_date=report,
+        label_delay_days=7,
+    )
+    rows = {(r["client"], r["period"]): r for r in got["performance"]}
+    week = frame["ts"].dt.tz_convert(None).dt.to_period("W-SUN").dt.start_time.dt.date
+    checked = 0
+    for (client, day), part in frame.groupby([frame["client_id"], week]):
+        row = rows[(client, day.isoformat())]
+        known = part[part["label_ts"] <= report]
+        assert row["rows"] == len(part)
+        assert row["labelled"] == len(known)
+        assert row["pending_share"] == pytest.approx(1 - len(known) / len(part))
+        end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=7)
+        mature = end + pd.Timedelta(days=7) <= report and row["pending_share"] <= 0.02
+        assert row["mature"] == mature
+        if known["is_fraud"].sum() == 0:
+            continue
+        y, s = known["is_fraud"].to_numpy(), known["score"].to_numpy().astype(float)
+        assert row["average_precision"] == pytest.approx(average_precision_score(y, s), abs=1e-9)
+        # precision and recall at an alert budget of 5% of the labelled rows (ties alerted)
+        wanted = math.ceil(0.05 * len(known))
+        cut = np.sort(s)[::-1][wanted - 1]
+        alerted = s >= cut
+        assert row["precision_at_budget"] == pytest.approx(y[alerted].mean())
+        assert row["recall_at_budget"] == pytest.approx(y[alerted].sum() / y.sum())
+        amount = known["amount"].to_numpy()
+        value = amount[alerted & (y == 1)].sum() / amount[y == 1].sum()
+        assert row["fraud_value_caught"] == pytest.approx(value)
+        checked += 1
+    assert checked >= 6
+    # the drift of x on the same rows as the reference is nil for every client and week
+    assert all(r["features"]["x"]["psi"] < 0.2 for r in got["drift"])
+    assert got["alerts"] == []  # nothing drifted, nothing fires
+
+
+def test_a_shifted_input_fires_for_its_client_only(client):
+    import dask.dataframe as dd
+
+    from fraud_dask.monitor.run import monitor_scores
+
+    frame = _scored_frame(1)
+    reference = _reference(frame)
+    later = _scored_frame(2)
+    shifted = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
+    later.loc[shifted, "x"] += 2.0
+    got = monitor_scores(
+        dd.from_pandas(later, npartitions=3),
+        reference,
+        _conf(min_rows=300),
+        report_date=pd.Timestamp("2025-03-31", tz="UTC"),
+        label_delay_days=7,
+    )
+    fired = {(a["kind"], a["name"], a["client_id"], a["period"]) for a in got["alerts"]}
+    assert fired == {
+        ("feature_drift", "x", "c2", "2025-03-17"),
+        ("feature_drift", "x", "c2", "2025-03-24"),
+    }
+    for alert in got["alerts"]:
+        assert set(alert) >= {"kind", "name", "client_id", "period", "value", "threshold"}
+        assert alert["value"] > alert["threshold"] >= 0.2
+
+
+def test_reference_format_round_trips_and_older_bundles_load(client, tmp_path):
+    import dask.dataframe as dd
+
+    from fraud_dask.monitor.reference import FORMAT, build_reference, check_reference, dumps
+    from fraud_dask.registry import REFERENCE, Registry
+    from fraud_dask.train.models.logistic import LogisticModel
+
+    frame = _scored_frame().drop(columns=["score"])
+    coef = {"mean": [0.0, 30.0], "scale": [1.0, 30.0], "coef": [1.5, 0.5], "intercept": -3.0}
+    model = LogisticModel(columns=["x", "amount"], categories={}, coef=coef)
+    ref = build_reference(
+        dd.from_pandas(frame, npartitions=3),
+        model,
+        threshold=0.5,
+        budgets=(0.01,),
+        bins=5,
+        period={"start": "2025-03-03", "end": "2025-03-30"},
+    )
+    data = dumps(ref)
+    assert len(data) < 20_000
+    back = check_reference(json.loads(data))
+    assert back["format"] == FORMAT and set(back["clients"]) == {"c1", "c2"}
+    assert sum(back["clients"].values()) == len(frame)
+    for name in ("x", "amount"):
+        spec = back["features"][name]
+        assert len(spec["edges"]) <= 4
+        for client, vec in spec["counts"].items():
+            assert sum(vec) == back["clients"][client]
+    # the decision threshold's alert rate is the share of rows the model scores >= 0.5
+    probs = model.predict_partition(frame)
+    assert back["thresholds"][0]["alert_rate"] == pytest.approx(float((probs >= 0.5).mean()))
+
+    registry = Registry(str(tmp_path / "reg"))
+    old = registry.register("m", model, features={}, config={}, metrics={})
+    new = registry.register("m", model, features={}, config={}, extra_files={REFERENCE: data})
+    assert registry.load("m", old).reference is None  # registered without one: still loads
+    assert registry.load("m", new).reference == back
