@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import math
 import time
 import weakref
 from dataclasses import dataclass, replace
@@ -32,7 +31,7 @@ from fraud_dask.train.guard import (
     default_bound,
     run_guarded,
 )
-from fraud_dask.train.models.base import Model, RowScorer, conf_with
+from fraud_dask.train.models.base import Model, conf_with
 from fraud_dask.train.tracker import install as tracker_outside_scheduler
 from fraud_dask.train.tracker import stop_trackers
 
@@ -65,30 +64,6 @@ def _tree_shap(booster: Any, iteration_range: tuple[int, int]) -> Any:
     if iteration_range not in per_booster:
         per_booster[iteration_range] = TreeShap(booster, iteration_range)
     return per_booster[iteration_range]
-
-
-class _TreeRows(RowScorer):
-    """The online path of an XGBoost model: score and TreeSHAP values of one row from the same
-    compiled tables (:class:`~fraud_dask.score.treeshap.TreeShap`), one thread."""
-
-    def __init__(self, model: XGBoostModel) -> None:
-        super().__init__(model)
-        model.booster.set_param({"nthread": 1})
-        self.shap = _tree_shap(model.booster, model.iteration_range)
-        if self.shap.objective != "binary:logistic":
-            raise ValueError(
-                f"online scoring: expected a binary:logistic model, got {self.shap.objective!r}"
-            )
-
-    def score(self, row: np.ndarray) -> float:
-        margin = float(self.shap.margin(row)[0])
-        if margin >= 0:
-            return float(np.float32(1.0 / (1.0 + math.exp(-margin))))
-        e = math.exp(margin)  # no overflow for a very negative margin
-        return float(np.float32(e / (1.0 + e)))
-
-    def contributions(self, row: np.ndarray) -> np.ndarray:
-        return np.asarray(self.shap.contributions(row)[0, :-1])  # the last column is the bias
 
 
 @dataclass
@@ -149,10 +124,6 @@ class XGBoostModel(Model):
         booster = self.booster if raw is None else _booster_from_raw(raw, self.device)
         out = _tree_shap(booster, self.iteration_range).contributions(matrix)
         return np.asarray(out[:, :-1])
-
-    def row_scorer(self) -> RowScorer:
-        """One compiled pass over the trees gives a row's margin and its SHAP values."""
-        return _TreeRows(self)
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         """XGBoost's importance of each input: ``gain`` (or ``weight``, ``cover``...)."""
