@@ -16,6 +16,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from fraud_dask.console import progress
 from fraud_dask.train.frame import daily_of
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def select(
     metric = cfg.model.select_metric
     folds = folds_of(cfg, frame, "validation")
     table = []
-    for i, combo in enumerate(grid):
+    for i, combo in enumerate(progress(grid, desc="search", unit="combination")):
         conf = model_conf(cfg, combo)
         scores = []
         for fold in folds:
@@ -277,7 +278,7 @@ def train_folds(
                 {"kind": "test_frauds", "message": message}
                 | ({"fold": named.group(1)} if named else {})
             )
-    for i, fold in enumerate(folds):
+    for i, fold in enumerate(progress(folds, desc="folds", unit="fold")):
         started = time.perf_counter()
         models = fit_fold(client, frame, fold, conf, device, seed, baseline=True)
         trained[fold.name] = models
