@@ -534,6 +534,8 @@ def test_pipeline_registers_source_and_newest_training_period(client, tmp_path):
     )
     days = pd.date_range("2025-01-01", periods=60, freq="6h", tz="UTC")
     frame = pd.DataFrame({"ts": days, "is_fraud": (np.arange(len(days)) % 10 == 0).astype("int8")})
+    rng = np.random.default_rng(0)  # the model's inputs, described by the bundle's reference
+    frame = frame.assign(a=rng.normal(size=len(days)), b=rng.normal(size=len(days)))
     folds = [
         Fold(
             "test-1",
@@ -567,6 +569,9 @@ def test_pipeline_registers_source_and_newest_training_period(client, tmp_path):
         "frauds": int(in_period["is_fraud"].sum()),
     }
     assert shown["headline"] == {"average_precision": 0.4321}
+    reference = Registry.from_conf(cfg.registry).load("fraud-synthetic", 1).reference
+    assert reference is not None and reference["rows"] == len(in_period)
+    assert reference["period"] == {"fold": "test-0", "start": "2025-01-03", "end": "2025-01-07"}
     for path in (tmp_path / "home/registry/fraud-synthetic/1").rglob("*"):
         if path.is_file():
             assert b"secret-pw" not in path.read_bytes(), path
