@@ -86,7 +86,8 @@ def model_conf(cfg: Config, overrides: dict[str, Any] | None = None) -> dict[str
     """The model config as a plain dict with ``overrides`` merged into ``params``."""
     from omegaconf import OmegaConf
 
-    conf = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)
+    node = cfg.model if OmegaConf.is_config(cfg.model) else OmegaConf.structured(cfg.model)
+    conf = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     assert isinstance(conf, dict)
     params = dict(conf.get("params") or {})
     for key, value in (overrides or {}).items():
