@@ -114,6 +114,7 @@ EXPECTED: dict[str, tuple[int, bool, tuple[str, ...]]] = {
 }
 
 
+@pytest.mark.slow  # the pages need a trained world and a compare run (~1-4 min, by load)
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_html_output_renders_offline(pages, name, tmp_path) -> None:
     plots, all_data, words = EXPECTED[name]
@@ -149,6 +150,7 @@ def test_the_probe_sees_a_page_that_needs_the_network(tmp_path) -> None:
     assert page.drawn == [] and page.bokeh is None
 
 
+@pytest.mark.slow
 def test_outputs_are_left_as_written(pages) -> None:
     """The probe runs in a copy beside the screenshot: the outputs themselves are untouched."""
     for path in pages.values():
