@@ -126,6 +126,13 @@ def _check_generated_data(cfg: Any, task: Any) -> None:
     check_reuse(cfg.data)
 
 
+def _call(task: Any, cfg: Any, client: Any) -> dict[str, Any]:
+    """The task's ``run``, with SIGINT/SIGTERM delivered to it (:func:`console.running_task`)."""
+    with console.running_task():
+        result: dict[str, Any] = task(cfg, client)
+    return result
+
+
 def execute(cfg: Config | DictConfig) -> dict[str, Any]:
     """Run ``cfg.task`` in one cluster session and write the run directory's artifacts.
 
@@ -159,9 +166,9 @@ def execute(cfg: Config | DictConfig) -> dict[str, Any]:
 
                 # inline: BokehJS embedded, so the report renders on an offline machine
                 with performance_report(filename=str(report), mode="inline"):
-                    result = task(cfg, client)
+                    result = _call(task, cfg, client)
             else:
-                result = task(cfg, client)
+                result = _call(task, cfg, client)
     except (UserError, RunFailed):
         # performance_report writes on the way out; a run the user has to fix and redo leaves
         # no report behind (a bug keeps its report, which may help to find it)
@@ -318,7 +325,8 @@ def _stopped() -> None:
     it returns its result and the run ends with status 0.
     """
     name = console.stop_signal() or "SIGINT"
-    console.STOP.set()  # a second signal from here on is reported, not raised
+    console.STOP.set()
+    console.interrupt_seen()  # a second signal from here on is reported, not raised
     if _interrupted:
         where = f"; partial outputs in {_interrupted['run_dir']}"
         what = f"task={_interrupted['task']} interrupted by {name} before it finished{where}"
@@ -334,7 +342,8 @@ def _multirun_summary() -> None:
 
     header, rows = console.multirun_table(_jobs)
     print(f"\nfraud_dask multirun: {len(_jobs)} job(s)", flush=True)
-    print(console.format_table(header, rows), flush=True)
+    # the console shows the first metrics; the CSV holds every column
+    print(console.format_table(header, rows, max_columns=10), flush=True)
     sweep = Path(_sweep.get("dir", "."))
     if sweep.is_dir():
         path = sweep / MULTIRUN_TABLE

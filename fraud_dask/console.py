@@ -383,20 +383,20 @@ def summary(task: str, result: Mapping[str, Any], run_dir: Path | str) -> str:
 
 
 def key_metrics(result: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The few numbers of a job that a sweep's table compares: top-level numbers and the
-    headline metrics one level down (``test.average_precision``), without paths and lists."""
+    """The few numbers of a job that a sweep's table compares: the headline metrics one level
+    down (``test.average_precision``) first, then top-level numbers; no paths or lists."""
     out: dict[str, Any] = {}
-    for key, value in (result or {}).items():
-        if isinstance(value, bool) or key in _SKIP:
-            continue
-        if isinstance(value, int | float):
-            out[key] = value
-        elif isinstance(value, Mapping):
+    items = list((result or {}).items())
+    for key, value in items:  # the headline metrics first
+        if isinstance(value, Mapping) and key not in _SKIP:
             for metric in _METRIC_ORDER:
                 for name in (metric, f"{metric}_std"):
                     sub = value.get(name)
                     if isinstance(sub, int | float) and not isinstance(sub, bool):
                         out[f"{key}.{name}"] = sub
+    for key, value in items:
+        if isinstance(value, int | float) and not isinstance(value, bool) and key not in _SKIP:
+            out[key] = value
     wall = (result or {}).get("wall_time_s")
     if isinstance(wall, int | float):
         out["wall_time_s"] = wall
@@ -415,11 +415,15 @@ def multirun_table(jobs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[l
     columns: list[str] = []
     for row in metrics:
         columns.extend(c for c in row if c not in columns)
+    # the overrides every job shares say nothing about the difference between them
+    common = set.intersection(*(set(job.get("overrides") or []) for job in jobs)) if jobs else set()
+    if len(jobs) < 2:
+        common = set()
     header = ["job", "overrides", "status", *columns]
     rows = [
         [
             str(job["num"]),
-            " ".join(job.get("overrides") or []),
+            " ".join(o for o in job.get("overrides") or [] if o not in common),
             str(job["status"]),
             *(repr(m[c]) if isinstance(m.get(c), float) else str(m.get(c, "-")) for c in columns),
         ]
@@ -428,8 +432,15 @@ def multirun_table(jobs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[l
     return header, rows
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """An aligned plain-text table; numbers right-aligned and floats to 4 digits."""
+def format_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], max_columns: int | None = None
+) -> str:
+    """An aligned plain-text table; numbers right-aligned and floats to 4 digits.
+
+    ``max_columns`` keeps the first columns only (the console's width; the CSV keeps all)."""
+    if max_columns is not None and len(header) > max_columns:
+        header = list(header[:max_columns])
+        rows = [list(r[:max_columns]) for r in rows]
 
     def cell(text: str) -> str:
         try:
@@ -477,6 +488,7 @@ NOISE = (
     "Closing dangling stream",
     "Attempted to run task",
     "Unclosed client session",
+    "Perhaps you already have a cluster running",  # the dashboard's port: the log names the link
 )
 _NOISY_LOGGERS = ("distributed.comm", "distributed.batched", "tornado.application")
 
@@ -542,10 +554,53 @@ def request_stop(signum: int) -> None:
     STOP.set()
 
 
+#: the interrupt reached the entry point (or the task returned): no more re-raising
+_delivered = threading.Event()
+#: the main thread is inside a task's ``run`` (see :func:`running_task`)
+_in_task = threading.Event()
+_extra: list[int] = []
+#: seconds after which an interrupt that never reached the entry point is raised again
+REINTERRUPT_S = 10.0
+
+
+def interrupt_seen() -> None:
+    """Say that the stop request was received: a task that catches the ``KeyboardInterrupt``
+    to stop gracefully (a server's drain) calls it, so that it is not interrupted again."""
+    _delivered.set()
+
+
+@contextlib.contextmanager
+def running_task() -> Iterator[None]:
+    """Around a task's ``run``: an interrupt that leaves it is recorded as received; one that
+    never shows up (raised inside a finalizer or a callback, where Python ignores exceptions)
+    is raised again by :func:`_watchdog` while the task still runs."""
+    _in_task.set()
+    try:
+        yield
+    except KeyboardInterrupt:
+        _delivered.set()
+        raise
+    finally:
+        _in_task.clear()
+        if STOP.is_set():
+            _delivered.set()  # the task returned after a stop request: it handled it
+
+
+def _watchdog() -> None:
+    while not _delivered.wait(REINTERRUPT_S):
+        if _in_task.is_set():
+            import _thread
+
+            log.info("the stop request has not reached the task yet: interrupting again")
+            _thread.interrupt_main(signal.SIGINT)  # _on_signal again, in the main thread
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     first = not STOP.is_set()
     request_stop(signum)
-    if first:
+    if not _delivered.is_set():
+        if first:
+            threading.Thread(target=_watchdog, name="fraud_dask-stop", daemon=True).start()
         raise KeyboardInterrupt
     # a second signal while the run closes its cluster: say so once more, a third one forces
     _extra.append(signum)
@@ -559,12 +614,10 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     )
 
 
-_extra: list[int] = []
-
-
 def install_signal_handlers() -> None:
-    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` in the main thread (once: a second
-    signal during the shutdown is reported, a third exits at once) and set :data:`STOP`."""
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` in the main thread until it reaches the
+    entry point (then a second signal during the shutdown is reported, a third exits at once)
+    and set :data:`STOP`."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
 
@@ -574,3 +627,4 @@ def reset_stop() -> None:
     STOP.clear()
     _stopped_by.clear()
     _extra.clear()
+    _delivered.clear()
