@@ -316,7 +316,9 @@ def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
         shown = 0
         for key in dict.fromkeys((*_METRIC_ORDER, *node)):
             value = node.get(key)
-            if key.endswith("_std") or not isinstance(value, int | float) or shown >= 8:
+            if key.endswith(("_std", "_folds")) or not isinstance(value, int | float):
+                continue  # a spread or a fold count goes with its metric
+            if shown >= 8:
                 continue
             if isinstance(value, bool):
                 continue
