@@ -18,8 +18,10 @@ from fraud_dask.cluster import ClusterConf
 from fraud_dask.compare import CompareConf
 from fraud_dask.console import ConsoleConf
 from fraud_dask.data.config import DataConf
+from fraud_dask.explore.config import ExploreConf
 from fraud_dask.features.config import FeaturesConf
 from fraud_dask.monitor.config import MonitorConf
+from fraud_dask.query.config import SqlConf
 from fraud_dask.registry import RegistryConf
 from fraud_dask.score.config import ScoreConf
 from fraud_dask.split import SplitConf
@@ -56,6 +58,10 @@ class Config:
     compare: CompareConf = field(default_factory=CompareConf)
     #: task=monitor: periods, drift measures and alert rules (configs/monitor/)
     monitor: MonitorConf = field(default_factory=MonitorConf)
+    #: task=explore: windows, segment columns and the test of emerging risk (configs/explore/)
+    explore: ExploreConf = field(default_factory=ExploreConf)
+    #: task=sql: the query, its output and the datasets behind its views (configs/sql/)
+    sql: SqlConf = field(default_factory=SqlConf)
     paths: PathsConf = field(default_factory=PathsConf)
     #: what the command line shows: progress bars (``console.progress=auto|on|off``)
     console: ConsoleConf = field(default_factory=ConsoleConf)

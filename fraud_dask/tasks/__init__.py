@@ -45,6 +45,8 @@ class TaskName(enum.StrEnum):
     info = "info"
     cluster = "cluster"
     onboard = "onboard"
+    explore = "explore"
+    sql = "sql"
     monitor = "monitor"
 
 
