@@ -51,12 +51,17 @@ class MonitorConf:
     # alert-rate rule: the rate at the bundle's decision threshold outside [low, high] x expected
     alert_rate_low: float = 0.5
     alert_rate_high: float = 2.0
+    # ... with at least this many alerts expected in the client-period (alerts come in bursts
+    # of one compromised card or terminal: a handful of expected alerts says nothing)
+    min_expected_alerts: float = 30.0
     # performance rule: AP below the bundle's test AP by more than this (mature periods only)
     ap_drop: float = 0.1
     # ... with at least this many labelled frauds, and a drop beyond z bootstrap standard errors
     min_frauds: int = 50
     z: float = 3.0
-    # bootstrap replicates of the AP's standard error (Poisson weights over the score table)
+    # bootstrap replicates of the AP's standard error (Poisson weights over the score table,
+    # widened by the square root of the frauds per fraud card: a card's frauds are not
+    # independent)
     n_boot: int = 100
     # a period is mature when its end plus data.label_delay_days is before the report date and
     # at most this share of its rows still waits for its label (label_ts after the report date)

@@ -15,11 +15,13 @@ to fire, so that a small client-period's sampling noise does not raise alarms:
   the rule's bound (a move every client shares is not one client's drift);
 - ``alert_rate``: the rate at the decision threshold outside ``[alert_rate_low,
   alert_rate_high]`` times the reference's, at least ``min_rows`` rows, exact binomial p-value
-  below ``p_value``, and (several clients) outside that band relative to the other clients'
-  median ratio too;
+  below ``p_value``, at least ``min_expected_alerts`` alerts expected, outside the client's
+  weekly training rates widened by the band, and (several clients) outside that band relative
+  to the other clients' median ratio too;
 - ``performance``: a mature period whose AP is more than ``monitor.ap_drop`` below the
-  training folds' test AP, with at least ``min_frauds`` labelled frauds and a drop larger than
-  ``monitor.z`` bootstrap standard errors.
+  training folds' test AP (the client's own when the bundle has it), with at least
+  ``min_frauds`` labelled frauds and a drop larger than ``monitor.z`` bootstrap standard
+  errors (widened for frauds that share a card).
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def fire(
             continue
         ratio, p = row["ratio"], row["p_value"]
         if ratio is None or p is None or p >= alpha or low <= ratio <= high:
+            continue
+        if row["expected"] * row["rows"] < float(conf.min_expected_alerts):
             continue
         seen = row.get("weekly_range")
         if seen and seen[0] * low <= row["alert_rate"] <= seen[1] * high:

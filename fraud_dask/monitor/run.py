@@ -107,6 +107,12 @@ def _alert_table(part: pd.DataFrame, thresholds: list[float]) -> pd.DataFrame:
     return frame.groupby(["client", "period"], sort=False).sum().reset_index()
 
 
+def _fraud_cards(part: pd.DataFrame, card_col: str) -> pd.DataFrame:
+    """The distinct (client, period, card) of the labelled frauds of a partition."""
+    rows = part.loc[part["known"] & (part["label"] == 1), ["client", "period", card_col]]
+    return rows.drop_duplicates().rename(columns={card_col: "card"})
+
+
 def _known_rows(part: pd.DataFrame) -> pd.DataFrame:
     rows = part.loc[part["known"], ["client", "period", "score", "label", "fraud_amount"]]
     return rows.assign(score=rows["score"].astype("float64"))
@@ -121,6 +127,7 @@ def monitor_scores(
     label_delay_days: float,
     client_col: str | None = "client_id",
     amount_col: str | None = "amount",
+    card_col: str = "card_id",
     expected_ap: Mapping[str, float | None] | None = None,
     extra: Sequence[Any] = (),
     covered: tuple[Any, Any] | None = None,
@@ -142,6 +149,9 @@ def monitor_scores(
         The source's label delay (rows without ``label_ts``; maturity).
     client_col, amount_col : str or None
         The client and amount columns (None or absent: one client / no fraud value).
+    card_col : str
+        The card column: frauds of one card are not independent, so the AP's standard error
+        is widened by the square root of the labelled frauds per fraud card.
     expected_ap : mapping, optional
         Client -> test AP of the training folds (key ``*`` for every client), for the
         performance rule; default: the reference's ``test`` figures.
@@ -184,7 +194,7 @@ def monitor_scores(
     }
     keep = [c for c in dict.fromkeys(
         ["ts", "score", *(c for c in specs if c != SCORE), client_col, "is_fraud", "label_ts",
-         amount_col]) if c and c in scored.columns]  # fmt: skip
+         amount_col, card_col]) if c and c in scored.columns]  # fmt: skip
     rows = scored[keep]
     prepared = rows.map_partitions(
         prepare_partition, **kwargs, meta=prepare_partition(rows._meta, **kwargs)
@@ -198,6 +208,11 @@ def monitor_scores(
     lazy = {"counts": counts, "alerts": alerts}
     if has_label:
         known = prepared.map_partitions(_known_rows, meta=_known_rows(prepared._meta))
+        if card_col in prepared.columns:
+            cards = prepared.map_partitions(
+                _fraud_cards, card_col, meta=_fraud_cards(prepared._meta, card_col)
+            )
+            lazy["fraud_cards"] = cards
         lazy["table"] = known.groupby(["client", "period", "score"]).agg(
             n=("label", "count"),
             pos=("label", "sum"),
@@ -226,8 +241,11 @@ def monitor_scores(
     for row in [*drift, *rates]:
         row["complete"] = complete[row["period"]]
     expected = dict(expected_ap) if expected_ap is not None else expected_ap_of(reference)
+    clusters = None
+    if got.get("fraud_cards") is not None:
+        clusters = got["fraud_cards"].drop_duplicates().groupby(keys).size()
     performance = _performance_rows(
-        table, alerts_t, conf, report, float(label_delay_days), freq, expected
+        table, alerts_t, conf, report, float(label_delay_days), freq, expected, clusters
     )
     out: dict[str, Any] = {
         "rows": int(alerts_t["rows"].sum()),
@@ -365,6 +383,7 @@ def _performance_rows(
     delay_days: float,
     freq: str,
     expected: Mapping[str, float | None],
+    fraud_cards: pd.Series | None = None,
 ) -> list[dict[str, Any]]:
     """Performance of each (client, period) on its rows with a known label, and maturity."""
     length = pd.Timedelta(days=7 if freq == "week" else 1)
@@ -413,6 +432,13 @@ def _performance_rows(
                 and ref - ap > float(conf.ap_drop)
                 and row["frauds_known"] >= int(conf.min_frauds)
             ):
-                row["ap_se"] = ap_standard_error(part, int(conf.n_boot), int(conf.seed))
+                se = ap_standard_error(part, int(conf.n_boot), int(conf.seed))
+                n_cards = None
+                if fraud_cards is not None and (client, period) in fraud_cards.index:
+                    n_cards = int(fraud_cards.loc[(client, period)])
+                if se is not None and n_cards:
+                    se *= math.sqrt(max(row["frauds_known"] / n_cards, 1.0))
+                row["ap_se"] = se
+                row["fraud_cards"] = n_cards
         out.append(row)
     return out
