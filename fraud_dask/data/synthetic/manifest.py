@@ -139,8 +139,12 @@ def check_reuse(data: Any) -> str:
     """
     path = str(data.path)
     options = data.storage_options
-    if not has_data(path, options):
-        return "missing"
+    try:
+        if not has_data(path, options):
+            return "missing"
+    except OSError as exc:  # unreachable or forbidden: the task's own read says so
+        log.warning("data.path=%s: cannot check its generator record (%s)", path, exc)
+        return "unrecorded"
     recorded = read_manifest(path, options)
     if not recorded:
         log.warning(
