@@ -375,6 +375,8 @@ def main() -> None:
         _launch(wrapped)
     except KeyboardInterrupt:
         _stopped()
+    except BrokenPipeError:  # the reader went away (``--help | head``): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         if _jobs:
             _multirun_summary()
