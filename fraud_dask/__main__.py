@@ -105,10 +105,11 @@ def _session(cfg: Any, task: Any) -> Iterator[Any]:
         yield None
         return
     from fraud_dask.cluster import connect
-    from fraud_dask.worker_logs import QuietUserErrors
+    from fraud_dask.worker_logs import QuietShutdown, QuietUserErrors
 
     with connect(cfg.cluster) as client:
         client.register_plugin(QuietUserErrors())  # the client reports them, on one line
+        client.register_plugin(QuietShutdown())  # no shutdown tracebacks from the workers
         with console.cluster_progress(client):
             yield client
 

@@ -63,3 +63,27 @@ class QuietUserErrors(WorkerPlugin):
         if self._filter is not None:
             logging.getLogger(WORKER_LOGGER).removeFilter(self._filter)
             self._filter = None
+
+
+class QuietShutdown(WorkerPlugin):
+    """Worker plugin: :class:`fraud_dask.console.NoiseFilter` on the worker's stderr handlers.
+
+    A local cluster's workers write to the console's stderr; when a run (or a job of a sweep)
+    closes its cluster, a worker may log a heartbeat to the closing scheduler or a closed
+    connection, with a traceback, that the user cannot act on. The filter stays until the
+    worker process ends (those records come after the plugin's teardown).
+    """
+
+    name = "fraud-dask-quiet-shutdown"
+
+    def setup(self, worker: Any) -> None:
+        from fraud_dask.console import NoiseFilter
+
+        for logger in (logging.getLogger("distributed"), logging.getLogger()):
+            for handler in logger.handlers:
+                if not isinstance(handler, logging.StreamHandler) or isinstance(
+                    handler, logging.FileHandler
+                ):
+                    continue
+                if not any(isinstance(f, NoiseFilter) for f in handler.filters):
+                    handler.addFilter(NoiseFilter())

@@ -206,3 +206,27 @@ def test_task_help_describes_options_from_the_schema_comments() -> None:
     report = next(line for line in text.splitlines() if "task.performance_report" in line)
     assert report.split()[1] == "false"  # the task's YAML value, not the schema's default
     assert "performance report" in report
+
+
+def test_workers_keep_shutdown_noise_off_the_console(client) -> None:
+    from fraud_dask.worker_logs import QuietShutdown
+
+    client.register_plugin(QuietShutdown())
+
+    def shown_on_stderr(message: str) -> bool:
+        import logging
+
+        record = logging.LogRecord("distributed.worker", logging.ERROR, "", 0, message, (), None)
+        handlers = [
+            h
+            for h in logging.getLogger("distributed").handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        ]
+        assert handlers  # the worker's stderr handler
+        return all(bool(h.filter(record)) for h in handlers)
+
+    heartbeat = "Failed to communicate with scheduler during heartbeat."
+    for shown in client.run(shown_on_stderr, heartbeat).values():
+        assert shown is False
+    for shown in client.run(shown_on_stderr, "Worker is at 95% memory usage.").values():
+        assert shown is True
