@@ -1,4 +1,8 @@
-"""Notebooks: stored without outputs, and each one runs headless against a real cluster."""
+"""Notebooks: stored without outputs, and each one runs headless against a real cluster.
+
+``02-walkthrough`` is the package's tour on the cluster (load a source, features, folds, the
+report's figures, online scoring); its test checks what a reader sees in the outputs.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,28 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "fraud-dask-tests"
 
 
+#: what each notebook's outputs must show, beyond the connection line every notebook prints
+SHOWS: dict[str, list[str]] = {
+    "01-attach-to-cluster.ipynb": ["50000 transactions on 50 terminals"],
+    "02-walkthrough.ipynb": [
+        "30,000 transactions written, 30,000 read back",
+        "features, e.g. [",
+        "fold test-0: AP ",
+        "application/vnd.bokehjs_exec.v0+json",  # the report's figures, shown inline
+        "scored 10 events online with fraud-synthetic v1",
+    ],
+    "03-emerging-risk.ipynb": [  # helper D2's (issue 15): the injected pattern is found
+        "40,000 transactions written",
+        "flagged: ",
+        "category=pharmacy",
+        "cards tested at pharmacies",
+    ],
+}
+
+
 def test_there_are_notebooks() -> None:
-    assert [p.name for p in NOTEBOOKS if p.name.startswith("01-attach-to-cluster")]
+    names = [p.name for p in NOTEBOOKS]
+    assert "01-attach-to-cluster.ipynb" in names and "02-walkthrough.ipynb" in names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -51,6 +75,7 @@ def test_notebook_runs_against_the_running_cluster(
     cluster: Any,
     kernel_dir: Path,
     tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import nbformat
@@ -64,6 +89,8 @@ def test_notebook_runs_against_the_running_cluster(
     )
     monkeypatch.setenv("FRAUD_DASK_SCHEDULER_FILE", str(scheduler_file))
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_dir))
+    # where the walk-through writes its data, run directory and registry
+    monkeypatch.setenv("FRAUD_DASK_WALKTHROUGH_DIR", str(tmp_path_factory.mktemp("walk")))
     transitions_before = cluster.scheduler.transition_counter
 
     nb = nbformat.read(path, as_version=4)
@@ -82,7 +109,11 @@ def test_notebook_runs_against_the_running_cluster(
     )
     assert f"connected to {cluster.scheduler_address} (2 workers)" in text
     assert f"Dashboard: http://127.0.0.1:{dashboard}/status" in text
-    assert "50000 transactions on 50 terminals" in text
+    for shown in SHOWS.get(path.name, []):
+        assert shown in text, f"{path.name}: {shown!r} not in the outputs"
+    errors = [out for cell in nb.cells for out in cell.get("outputs", [])
+              if out.get("output_type") == "error"]  # fmt: skip
+    assert errors == []
     # the computation ran on the cluster, not in the kernel
     assert cluster.scheduler.transition_counter > transitions_before
     assert not any(p.name != "scheduler.json" for p in tmp_path.iterdir())
