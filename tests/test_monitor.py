@@ -236,3 +236,17 @@ def test_reference_format_round_trips_and_older_bundles_load(client, tmp_path):
     new = registry.register("m", model, features={}, config={}, extra_files={REFERENCE: data})
     assert registry.load("m", old).reference is None  # registered without one: still loads
     assert registry.load("m", new).reference == back
+
+
+def test_bad_monitor_values_are_one_line_user_errors():
+    from fraud_dask.errors import UserError
+    from fraud_dask.monitor.config import check_monitor_conf
+
+    check_monitor_conf(_conf())
+    for key, value, said in (
+        ("bins", 1, "monitor.bins: got 1, expected at least 2"),
+        ("p_value", 2.0, "monitor.p_value: got 2.0, expected a number in [0, 1]"),
+        ("alert_rate_high", 0.9, "monitor.alert_rate_low/high"),
+    ):
+        with pytest.raises(UserError, match=said.replace("[", r"\[").replace("]", r"\]")):
+            check_monitor_conf(_conf(**{key: value}))

@@ -73,3 +73,36 @@ class MonitorConf:
     # write monitor.html into the run directory
     report: bool = True
     seed: int = 0
+
+
+def check_monitor_conf(conf: MonitorConf) -> None:
+    """Check the ``monitor`` values OmegaConf cannot express.
+
+    Raises
+    ------
+    UserError
+        A bound is out of range; the message names the key, the value and what is expected.
+    """
+    from fraud_dask.errors import UserError
+
+    def bad(key: str, expected: str) -> UserError:
+        return UserError(f"monitor.{key}: got {getattr(conf, key)!r}, expected {expected}")
+
+    if conf.bins < 2:
+        raise bad("bins", "at least 2")
+    if conf.max_categories < 1:
+        raise bad("max_categories", "at least 1")
+    for key in ("psi_score", "psi_feature", "psi_epsilon", "ap_drop", "z", "budget", "max_fpr"):
+        if not getattr(conf, key) > 0:
+            raise bad(key, "a positive number")
+    for key in ("p_value", "budget", "max_fpr", "mature_max_pending"):
+        if not 0 <= getattr(conf, key) <= 1:
+            raise bad(key, "a number in [0, 1]")
+    if not 0 < conf.alert_rate_low <= 1 <= conf.alert_rate_high:
+        raise UserError(
+            f"monitor.alert_rate_low/high: got {conf.alert_rate_low!r}/{conf.alert_rate_high!r}, "
+            "expected 0 < low <= 1 <= high"
+        )
+    for key in ("min_rows", "min_frauds", "n_boot", "min_expected_alerts", "stability_factor"):
+        if getattr(conf, key) < 0:
+            raise bad(key, "a number >= 0")

@@ -78,6 +78,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     from fraud_dask.data import load_transactions, total_counts
     from fraud_dask.errors import UserError
     from fraud_dask.features.build import build_features
+    from fraud_dask.monitor.config import check_monitor_conf
     from fraud_dask.monitor.reference import check_reference
     from fraud_dask.monitor.report import write_monitor_report
     from fraud_dask.monitor.run import monitor_scores
@@ -85,6 +86,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     from fraud_dask.score.batch import read_period
 
     started = time.perf_counter()
+    check_monitor_conf(cfg.monitor)
     registry = Registry.from_conf(cfg.registry)
     bundle = registry.load(str(cfg.registry.name), str(cfg.registry.version))
     where = f"registry {registry.url}: {bundle.name} version {bundle.version}"
