@@ -200,8 +200,14 @@ def stop_trackers(client: Any) -> int:
     with _STARTED_LOCK:
         started = list(_STARTED)
         _STARTED.clear()
+    if not started:
+        return 0
+    # a worker that left took its tracker along (asking it would wait for a connect timeout)
+    present = set(client.scheduler_info(n_workers=-1)["workers"])
     stopped = 0
     for worker, pid in started:
+        if worker not in present:
+            continue
         try:
             out = client.run(stop_tracker_process, pid, workers=[worker], on_error="return")
         except Exception:  # the worker is gone, and its tracker with it
