@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from fraud_dask.errors import UserError
-from fraud_dask.split.folds import Fold, FoldSet, SplitMode, _get, make_folds
+from fraud_dask.split.folds import Anchor, Fold, FoldSet, SplitConf, SplitMode, make_folds
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -121,8 +121,8 @@ def _sum(daily: pd.DataFrame, first: dt.date, last: dt.date, col: str) -> int:
     return int(daily.loc[(daily.index >= first) & (daily.index <= last), col].sum())
 
 
-def _explicit_dates(conf: Any) -> list[str]:
-    return [k for k in (*_LENGTHS, *_ANCHORS) if _get(conf, k) is not None]
+def _explicit_dates(conf: SplitConf) -> list[str]:
+    return [k for k in (*_LENGTHS, *_ANCHORS) if getattr(conf, k) is not None]
 
 
 def _test_windows(
@@ -136,7 +136,7 @@ def _test_windows(
 
 
 def plan_folds(
-    conf: Any,
+    conf: SplitConf,
     daily: pd.DataFrame,
     *,
     label_delay_days: int | None,
@@ -146,7 +146,7 @@ def plan_folds(
 
     Parameters
     ----------
-    conf : SplitConf or DictConfig
+    conf : SplitConf
         The split config: ``n_folds`` (target), ``min_test_frauds``, ``max_train_days``,
         ``min_train_days``, ``known_*``; lengths that are set (``train_days``, ``test_days``,
         ``delay_days``, ``fold_step_days``) are kept as given.
@@ -178,28 +178,28 @@ def plan_folds(
     first, last = daily.index[0], daily.index[-1]
     span = (last - first).days + 1
     total_frauds = int(daily["frauds"].sum())
-    min_frauds = int(_get(conf, "min_test_frauds"))
-    max_train = int(_get(conf, "max_train_days"))
-    min_train = int(_get(conf, "min_train_days"))
-    min_train_frauds = int(_get(conf, "min_train_frauds") or 1)
-    max_test = int(_get(conf, "max_test_days") or span)
-    target = max(1, int(_get(conf, "n_folds")))
+    min_frauds = int(conf.min_test_frauds)
+    max_train = int(conf.max_train_days)
+    min_train = int(conf.min_train_days)
+    min_train_frauds = int(conf.min_train_frauds or 1)
+    max_test = int(conf.max_test_days or span)
+    target = max(1, int(conf.n_folds))
     reasons = [
         f"the data spans {span} days ({first}..{last}) with {int(daily['rows'].sum()):,} rows "
         f"and {total_frauds:,} frauds ({total_frauds / max(1, int(daily['rows'].sum())):.3%})"
     ]
     warnings: list[str] = []
 
-    delay = _get(conf, "delay_days")
+    delay = conf.delay_days
     if delay is None:
         delay = int(label_delay_days or 0)
         reasons.append(f"label-delay gap of {delay} days: the source's label delay")
     else:
         delay = int(delay)
         reasons.append(f"label-delay gap of {delay} days: split.delay_days")
-    fixed_test = _get(conf, "test_days")
-    fixed_train = _get(conf, "train_days")
-    fixed_step = _get(conf, "fold_step_days")
+    fixed_test = conf.test_days
+    fixed_train = conf.train_days
+    fixed_step = conf.fold_step_days
 
     def room(n: int, test: int, step: int) -> int:
         """Training days the history leaves before the oldest fold (and validation folds)."""
@@ -315,14 +315,18 @@ def plan_folds(
         "n_folds": n,
         "fold_step_days": step,
     }
-    resolved = {
-        **lengths,
-        "mode": SplitMode.fixed.value,
-        "anchor": "data_end",
-        "offset_days": 0,
-        "known_compromised": _get(conf, "known_compromised"),
-        "known_since": _get(conf, "known_since"),
-    }
+    resolved = SplitConf(
+        train_days=train,
+        delay_days=delay,
+        test_days=test,
+        n_folds=n,
+        fold_step_days=step,
+        mode=SplitMode.fixed,
+        anchor=Anchor.data_end,
+        offset_days=0,
+        known_compromised=conf.known_compromised,
+        known_since=conf.known_since,
+    )
     data_range = (pd.Timestamp(first), pd.Timestamp(last))
     folds = {"test": make_folds(resolved, FoldSet.test, data_range)}
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -150,13 +150,8 @@ class Fold:
         }
 
 
-def _get(conf: Any, key: str) -> Any:
-    value = conf.get(key) if hasattr(conf, "get") else getattr(conf, key)
-    return value.value if isinstance(value, Enum) else value
-
-
-def _date(conf: Any, key: str) -> dt.date | None:
-    value = _get(conf, key)
+def _date(conf: SplitConf, key: str) -> dt.date | None:
+    value = getattr(conf, key)
     if value is None:
         return None
     if isinstance(value, dt.date):
@@ -169,8 +164,8 @@ def _date(conf: Any, key: str) -> dt.date | None:
         ) from None
 
 
-def _length(conf: Any, key: str, implied: int | None) -> int:
-    value = _get(conf, key)
+def _length(conf: SplitConf, key: str, implied: int | None) -> int:
+    value = getattr(conf, key)
     if value is not None and implied is not None and int(value) != implied:
         raise ValueError(
             f"split.{key}: got {value}, but the explicit dates imply {implied} days; "
@@ -193,7 +188,7 @@ def _day(value: Any) -> dt.date:
 
 
 def make_folds(
-    conf: Any,
+    conf: SplitConf,
     which: FoldSet | str = FoldSet.test,
     data_range: tuple[Any, Any] | None = None,
 ) -> list[Fold]:
@@ -201,7 +196,7 @@ def make_folds(
 
     Parameters
     ----------
-    conf : SplitConf or DictConfig
+    conf : SplitConf
         The split configuration.
     which : FoldSet or str
         ``"baseline"`` (one fold), ``"test"`` or ``"validation"`` (``n_folds`` prequential folds,
@@ -222,7 +217,7 @@ def make_folds(
         ``data_range``, or a fold that falls outside ``data_range``.
     """
     which = FoldSet(which)
-    if SplitMode(_get(conf, "mode") or SplitMode.fixed) is SplitMode.auto:
+    if SplitMode(conf.mode) is SplitMode.auto:
         raise ValueError(
             "split.mode=auto: the folds depend on the data's fraud counts; use "
             "fraud_dask.split.plan_folds (or split.mode=fixed with make_folds)"
@@ -240,11 +235,10 @@ def make_folds(
     train_days = _length(conf, "train_days", implied["train_days"])
     delay_days = _length(conf, "delay_days", implied["delay_days"])
     test_days = _length(conf, "test_days", implied["test_days"])
-    n_folds = int(_get(conf, "n_folds"))
+    n_folds = int(conf.n_folds)
     if n_folds < 1:
         raise ValueError(f"split.n_folds: got {n_folds}, expected an integer >= 1")
-    step = _get(conf, "fold_step_days")
-    step = test_days if step is None else int(step)
+    step = test_days if conf.fold_step_days is None else int(conf.fold_step_days)
     if step < 1:
         raise ValueError(f"split.fold_step_days: got {step}, expected an integer >= 1")
     back_to_test = dt.timedelta(days=train_days + delay_days)
@@ -273,8 +267,8 @@ def make_folds(
                 "split: the config gives no date, so folds are relative to the data; "
                 "pass data_range=(first_ts, last_ts) (see data_time_range)"
             )
-        offset = dt.timedelta(days=int(_get(conf, "offset_days")))
-        if Anchor(_get(conf, "anchor")) is Anchor.data_start:
+        offset = dt.timedelta(days=int(conf.offset_days))
+        if Anchor(conf.anchor) is Anchor.data_start:
             baseline = _day(data_range[0]) + offset
         else:
             last = _day(data_range[1]) - offset
@@ -493,7 +487,7 @@ def select_test(
 
 
 def split_frame(
-    frame: dd.DataFrame, fold: Fold, conf: Any, **columns: str
+    frame: dd.DataFrame, fold: Fold, conf: SplitConf, **columns: str
 ) -> tuple[dd.DataFrame, dd.DataFrame]:
     """Train and test frames of one fold, with the removal rule from the config.
 
@@ -503,7 +497,7 @@ def split_frame(
         Canonical transactions.
     fold : Fold
         The fold to apply.
-    conf : SplitConf or DictConfig
+    conf : SplitConf
         Supplies ``known_compromised`` and ``known_since``.
     **columns : str
         Column-name overrides passed to :func:`select_test` (``ts_col``, ``card_col``, ...).
@@ -517,8 +511,8 @@ def split_frame(
     test = select_test(
         frame,
         fold,
-        rule=_get(conf, "known_compromised"),
-        since=_get(conf, "known_since"),
+        rule=conf.known_compromised,
+        since=conf.known_since,
         **columns,
     )
     return train, test
