@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask
@@ -575,7 +575,9 @@ def _process(pdf: pd.DataFrame, source: str, index: Any, *, plan: Plan, meta: pd
     return out
 
 
-def open_source(data_cfg: Any, *, start: Any = None, end: Any = None) -> Source:
+def open_source(
+    data_cfg: SourceConf | Mapping[str, Any], *, start: Any = None, end: Any = None
+) -> Source:
     """List, inspect and check a source's files; nothing is read beyond footers.
 
     Parameters
@@ -602,7 +604,7 @@ def open_source(data_cfg: Any, *, start: Any = None, end: Any = None) -> Source:
 
 
 def read_transactions(
-    data_cfg: Any,
+    data_cfg: SourceConf | Mapping[str, Any],
     *,
     columns: Sequence[str] | None = None,
     start: Any = None,
@@ -636,7 +638,7 @@ def read_transactions(
 
 
 def load_transactions(
-    data_cfg: Any,
+    data_cfg: SourceConf | Mapping[str, Any],
     *,
     columns: Sequence[str] | None = None,
     start: Any = None,

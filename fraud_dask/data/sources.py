@@ -190,7 +190,7 @@ def as_source_conf(cfg: Any) -> SourceConf:
 _UNITS = ("s", "ms", "us", "ns")
 
 
-def check_values(conf: Any) -> None:
+def check_values(conf: SourceConf) -> None:
     """Check the source's values that can be known before anything is read.
 
     Parameters

@@ -18,7 +18,11 @@ online counterpart (one event at a time) is :mod:`fraud_dask.features.online`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fraud_dask.features.config import FeaturesConf
 
 import numpy as np
 import pandas as pd
@@ -180,7 +184,7 @@ def row_features(batch: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(result, index=batch.index)
 
 
-def features_frame(df: pd.DataFrame, conf: Any) -> pd.DataFrame:
+def features_frame(df: pd.DataFrame, conf: FeaturesConf | Mapping[str, Any] | Plan) -> pd.DataFrame:
     """Every feature of a config for a pandas frame that holds whole entity histories.
 
     Parameters

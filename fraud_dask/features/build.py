@@ -17,6 +17,7 @@ shuffle spills to disk), so a dataset larger than the workers' memory completes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dask.dataframe as dd
@@ -103,7 +104,7 @@ def shuffle_method(name: str, npartitions: int) -> str:
     raise ValueError(f"features.shuffle must be auto, tasks or p2p, got {name!r}")
 
 
-def feature_columns(frame: dd.DataFrame, conf: Any) -> list[str]:
+def feature_columns(frame: dd.DataFrame, conf: FeaturesConf | Mapping[str, Any]) -> list[str]:
     """The feature column names ``build_features(frame, conf)`` adds (calendar first).
 
     Parameters
@@ -122,7 +123,7 @@ def feature_columns(frame: dd.DataFrame, conf: Any) -> list[str]:
 
 def build_features(
     frame: dd.DataFrame,
-    conf: Any,
+    conf: FeaturesConf | Mapping[str, Any],
     *,
     label_delay: str | pd.Timedelta | None = None,
     npartitions: int | None = None,

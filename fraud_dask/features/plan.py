@@ -11,6 +11,7 @@ computing needs no config. This module imports no dask.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +182,7 @@ class Planner:
             ) from None
 
 
-def make_plan(conf: Any, columns: list[str]) -> Plan:
+def make_plan(conf: FeaturesConf | Mapping[str, Any], columns: list[str]) -> Plan:
     """Resolve a features config against the columns of the input frame.
 
     Parameters
@@ -224,7 +225,7 @@ def make_plan(conf: Any, columns: list[str]) -> Plan:
     return plan
 
 
-def spec_columns(conf: Any) -> list[str]:
+def spec_columns(conf: FeaturesConf | Mapping[str, Any]) -> list[str]:
     """Every column a features config names (base columns, labels, entities, counted columns).
 
     Used where the source's columns are unknown (a bundle's spec at scoring time): planning

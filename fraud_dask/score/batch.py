@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import pandas as pd
 from fraud_dask.data.schema import STRING_DTYPE
 from fraud_dask.score.reasons import reason_code, top_reasons
 from fraud_dask.train.encode import encode_partition
+
+if TYPE_CHECKING:
+    from fraud_dask.data.sources import SourceConf
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +185,7 @@ class PeriodRead:
 
 
 def load_period(
-    data_cfg: Any,
+    data_cfg: SourceConf | Mapping[str, Any],
     features: Any,
     start: Any,
     end: Any = None,
@@ -212,7 +215,7 @@ def load_period(
 
 
 def read_period(
-    data_cfg: Any,
+    data_cfg: SourceConf | Mapping[str, Any],
     features: Any,
     start: Any,
     end: Any = None,
@@ -263,7 +266,7 @@ def read_period(
 
 
 def score_period(
-    data_cfg: Any,
+    data_cfg: SourceConf | Mapping[str, Any],
     bundle: Any,
     start: Any,
     end: Any = None,
@@ -300,7 +303,7 @@ def score_period(
 
 
 def score_period_read(
-    data_cfg: Any,
+    data_cfg: SourceConf | Mapping[str, Any],
     bundle: Any,
     start: Any,
     end: Any = None,

@@ -22,7 +22,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from fraud_dask.features.online import missing as _missing
 from fraud_dask.features.plan import make_plan, spec_columns
 from fraud_dask.score.reasons import reason_catalog
 from fraud_dask.train.encode import Categories
+
+if TYPE_CHECKING:
+    from fraud_dask.data.sources import SourceConf
 
 _INT64 = (-(2**63), 2**63 - 1)
 _CANDIDATE = re.compile(PAN_CANDIDATE)
@@ -147,18 +150,8 @@ class OnlineScorer:
         self._raw_at = [(j, c) for j, c in enumerate(model.columns) if c not in produced]
         #: live events that may still receive a label: tx_id -> (ts ns, entity key per stage)
         self._live: dict[Any, tuple[int, tuple[Any, ...]]] = {}
-        if model.kind == "xgboost":
-            from fraud_dask.score.reasons import tree_shap
-
-            self.booster = model.booster
-            self.booster.set_param({"nthread": 1})
-            self.rounds = model.iteration_range
-            # one compiled pass over the trees gives the margin and the SHAP values
-            self.shap = tree_shap(self.booster, self.rounds)
-            if self.shap.objective != "binary:logistic":
-                raise ValueError(
-                    f"online scoring: expected a binary:logistic model, got {self.shap.objective!r}"
-                )
+        #: the model's path for one row: score and contributions (Model.row_scorer)
+        self.rows = model.row_scorer()
 
     @classmethod
     def from_bundle(cls, bundle: Any, columns: list[str] | None = None, **kw: Any) -> OnlineScorer:
@@ -190,7 +183,11 @@ class OnlineScorer:
         return self
 
     def warm_start_source(
-        self, data_cfg: Any, until: Any = None, *, exact_recency: bool = True
+        self,
+        data_cfg: SourceConf | Mapping[str, Any],
+        until: Any = None,
+        *,
+        exact_recency: bool = True,
     ) -> OnlineScorer:
         """Warm-start from a transaction source: the history a new event at ``until`` needs.
 
@@ -416,23 +413,11 @@ class OnlineScorer:
         return row
 
     def _predict(self, row: np.ndarray) -> float:
-        if self.model.kind == "xgboost":
-            margin = float(self.shap.margin(row)[0])
-            if margin >= 0:
-                return float(np.float32(1.0 / (1.0 + math.exp(-margin))))
-            e = math.exp(margin)
-            return float(np.float32(e / (1.0 + e)))
-        frame = pd.DataFrame(row, columns=self.model.columns)
-        return float(self.model.predict_partition(frame)[0])
+        return self.rows.score(row)
 
     def reasons(self, row: np.ndarray) -> list[dict[str, Any]]:
         """The top positive contributions of one model row, as codes with descriptions."""
-        from fraud_dask.score.reasons import contributions
-
-        if self.model.kind == "xgboost":
-            contrib = self.shap.contributions(row)[0, :-1]
-        else:
-            contrib = contributions(self.model, row)[0]
+        contrib = self.rows.contributions(row)
         order = np.argsort(-contrib, kind="stable")[: self.top]
         out = []
         for j in order:

@@ -1,7 +1,8 @@
 """Reason codes: which inputs pushed a transaction's score up, as stable human-readable codes.
 
-An input's contribution is its SHAP value from XGBoost (``pred_contribs=True``, exact TreeSHAP
-on the model's rounds) or, for the logistic model, ``coef * standardized value``. The reasons of a
+An input's contribution is what the model's :meth:`~fraud_dask.train.Model.contributions` says
+(XGBoost: its exact TreeSHAP value on the model's rounds; the logistic model: ``coef *
+standardized value``). The reasons of a
 transaction are its ``top`` inputs with the largest positive contributions, largest first.
 
 Codes are derived from the feature names alone (``card_id_count_1h`` -> ``CARD_ID_COUNT_1H``),
@@ -13,7 +14,6 @@ method in :mod:`fraud_dask.features.kinds`: what is counted, over which entity a
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,47 +62,6 @@ def reason_catalog(features: Any, columns: Sequence[str]) -> dict[str, dict[str,
         c: {"code": reason_code(c), "description": text.get(c, _RAW.get(c, c.replace("_", " ")))}
         for c in columns
     }
-
-
-#: TreeShap tables per booster (weakly held) and iteration range.
-_TREESHAP: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
-
-
-def tree_shap(booster: Any, iteration_range: tuple[int, int] | None) -> Any:
-    """The :class:`~fraud_dask.score.treeshap.TreeShap` of a booster, built once per process."""
-    from fraud_dask.score.treeshap import TreeShap
-
-    key = None if iteration_range is None else (int(iteration_range[0]), int(iteration_range[1]))
-    per_booster = _TREESHAP.setdefault(booster, {})
-    if key not in per_booster:
-        per_booster[key] = TreeShap(booster, key)
-    return per_booster[key]
-
-
-def contributions(model: Any, matrix: np.ndarray, booster: Any = None) -> np.ndarray:
-    """Per-input contributions to the score's logit, shape ``(rows, inputs)``.
-
-    XGBoost: exact path-dependent TreeSHAP (the values of ``pred_contribs=True``), computed by
-    :class:`~fraud_dask.score.treeshap.TreeShap`; logistic: ``coef * z``.
-
-    Parameters
-    ----------
-    model : fraud_dask.train.TrainedModel
-        XGBoost (SHAP values) or logistic (``coef * z``) model.
-    matrix : numpy.ndarray
-        The float32 model matrix (``encode_partition`` output: categories as their codes,
-        NaN when missing), inputs in model order.
-    booster : xgboost.Booster, optional
-        The booster to use (defaults to ``model.booster``).
-    """
-    if model.kind == "xgboost":
-        booster = booster if booster is not None else model.booster
-        out = tree_shap(booster, model.iteration_range).contributions(matrix)
-        return out[:, :-1]  # the last column is the bias
-    coef = model.coef
-    z = (matrix.astype(np.float64) - np.asarray(coef["mean"])) / np.asarray(coef["scale"])
-    z[np.isnan(z)] = 0.0
-    return z * np.asarray(coef["coef"])
 
 
 def top_reasons(contribs: np.ndarray, codes: Sequence[str], top: int) -> list[np.ndarray]:

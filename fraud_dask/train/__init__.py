@@ -12,6 +12,8 @@ a function needs them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from fraud_dask.train.config import (
@@ -19,7 +21,7 @@ from fraud_dask.train.config import (
     Imbalance,
     ModelConf,
     ModelKind,
-    conf_value,
+    as_model_conf,
     feature_columns,
 )
 from fraud_dask.train.models import (
@@ -27,7 +29,6 @@ from fraud_dask.train.models import (
     LogisticModel,
     Model,
     XGBoostModel,
-    conf_with,
     model_class,
 )
 
@@ -55,7 +56,7 @@ def train(
     client: Any,
     train_frame: Any,
     valid_frame: Any | None,
-    conf: Any,
+    conf: ModelConf | Mapping[str, Any],
     device: str = "cpu",
     *,
     label: str = "is_fraud",
@@ -72,8 +73,10 @@ def train(
     valid_frame : dask.dataframe.DataFrame or None
         Later-in-time rows: early stopping for a kind that uses them (XGBoost; None:
         ``num_boost_round`` rounds), more training rows for the others.
-    conf : ModelConf or DictConfig
-        The ``model`` config; ``kind`` chooses the class in :data:`MODELS`.
+    conf : ModelConf or mapping
+        The ``model`` config; ``kind`` chooses the class in :data:`MODELS`. A mapping (the
+        fold loop's plain config with a search's overrides, a script's dict) is typed once,
+        here (:func:`~fraud_dask.train.config.as_model_conf`).
     device : str
         ``cpu`` or ``cuda``, as resolved by :func:`fraud_dask.cluster.resolve_device`.
     label : str
@@ -93,18 +96,24 @@ def train(
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"train: device must be resolved to 'cpu' or 'cuda', got {device!r}")
-    cls = model_class(conf_value(conf, "kind", "xgboost"))
-    return cls.fit(client, train_frame, valid_frame, conf, device, label=label, seed=seed)
+    typed = as_model_conf(conf)
+    cls = model_class(typed.kind)
+    return cls.fit(client, train_frame, valid_frame, typed, device, label=label, seed=seed)
 
 
-def baseline_conf(conf: Any) -> dict[str, Any]:
+def baseline_conf(conf: ModelConf | Mapping[str, Any]) -> ModelConf:
     """The config of the baseline of ``conf``: its inputs, with ``baseline_params``."""
-    params = conf_value(conf, "baseline_params", {}) or {}
-    return conf_with(conf, kind=BASELINE, params=dict(params))
+    typed = as_model_conf(conf)
+    return replace(typed, kind=ModelKind(BASELINE), params=dict(typed.baseline_params))
 
 
 def train_baseline(
-    client: Any, train_frame: Any, conf: Any, *, label: str = "is_fraud", seed: int = 0
+    client: Any,
+    train_frame: Any,
+    conf: ModelConf | Mapping[str, Any],
+    *,
+    label: str = "is_fraud",
+    seed: int = 0,
 ) -> Model:
     """Fit the baseline of ``conf`` (``baseline_params``) on ``train_frame``; see :func:`train`."""
     return train(client, train_frame, None, baseline_conf(conf), "cpu", label=label, seed=seed)

@@ -153,24 +153,47 @@ class ModelConf:
     collective_timeout_s: int | None = 60
 
 
-def conf_value(conf: Any, key: str, default: Any = None) -> Any:
-    """A config value as a plain Python object (enums to their value, containers to dict/list)."""
-    if isinstance(conf, Mapping) or hasattr(conf, "get"):
-        value = conf.get(key, default)
-    else:
-        value = getattr(conf, key, default)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if hasattr(value, "_get_node") or hasattr(value, "_metadata"):  # omegaconf container
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(value, resolve=True)
-    return value
+#: the open maps of a model config: a plain config states them whole (no merge with defaults)
+_MAPS = ("params", "baseline_params", "categories", "search")
 
 
-def xgb_params(conf: Any) -> dict[str, Any]:
+def as_model_conf(conf: ModelConf | Mapping[str, Any]) -> ModelConf:
+    """A model config as the typed :class:`ModelConf`, for callers that hold a mapping.
+
+    :func:`fraud_dask.train.train` calls it on what it is given: the fold loop's plain configs
+    (the ``model`` group with a search's overrides, :func:`fraud_dask.train.folds.model_conf`),
+    and mappings from scripts and tests. Keys it lacks take the schema's defaults; ``params``,
+    ``baseline_params``, ``categories`` and ``search`` are taken as given.
+
+    Raises
+    ------
+    UserError
+        A key the schema does not have, or a value of the wrong type (named).
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from fraud_dask.errors import UserError
+
+    if isinstance(conf, ModelConf):
+        return conf
+    plain = OmegaConf.to_container(conf, resolve=True) if OmegaConf.is_config(conf) else conf
+    assert isinstance(plain, Mapping)
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(ModelConf), dict(plain))
+    except OmegaConfBaseException as exc:
+        raise UserError(f"model: {str(exc).strip().splitlines()[0]}") from exc
+    typed = OmegaConf.to_object(node)
+    assert isinstance(typed, ModelConf)
+    for key in _MAPS:
+        if key in plain:
+            setattr(typed, key, dict(plain[key]))
+    return typed
+
+
+def xgb_params(conf: ModelConf) -> dict[str, Any]:
     """XGBoost parameters of a model config: the defaults overlaid with ``params``."""
-    return _xgb_defaults() | dict(conf_value(conf, "params", {}) or {})
+    return _xgb_defaults() | dict(conf.params)
 
 
 def _usable(dtype: Any) -> bool:
@@ -180,7 +203,7 @@ def _usable(dtype: Any) -> bool:
 
 
 def feature_columns(
-    dtypes: Mapping[str, Any] | pd.Series, conf: Any, label: str = "is_fraud"
+    dtypes: Mapping[str, Any] | pd.Series, conf: ModelConf, label: str = "is_fraud"
 ) -> list[str]:
     """The model inputs of a frame, in a fixed order.
 
@@ -188,7 +211,7 @@ def feature_columns(
     ----------
     dtypes : mapping or pandas.Series
         Column name -> dtype of the frame (``frame.dtypes``).
-    conf : ModelConf or DictConfig
+    conf : ModelConf
         Supplies ``features``, ``exclude`` and ``categorical``.
     label : str
         The label column (never an input).
@@ -207,9 +230,9 @@ def feature_columns(
     """
     dtypes = dict(dtypes.items())
     forbidden = set(FORBIDDEN) | {label}
-    named = list(conf_value(conf, "features", []) or [])
-    categorical = list(conf_value(conf, "categorical", []) or [])
-    excluded = set(conf_value(conf, "exclude", []) or [])
+    named = list(conf.features)
+    categorical = list(conf.categorical)
+    excluded = set(conf.exclude)
     for where, cols in (("model.features", named), ("model.categorical", categorical)):
         missing = [c for c in cols if c not in dtypes]
         if missing:

@@ -8,7 +8,7 @@ set). None of these modules imports dask or xgboost until a method needs them.
 
 from __future__ import annotations
 
-from fraud_dask.train.models.base import FORMAT_VERSION, Model, conf_with
+from fraud_dask.train.models.base import FORMAT_VERSION, Model, RowScorer
 from fraud_dask.train.models.logistic import LogisticModel
 from fraud_dask.train.models.xgboost import XGBoostModel
 
@@ -18,7 +18,7 @@ __all__ = [
     "LogisticModel",
     "Model",
     "XGBoostModel",
-    "conf_with",
+    "RowScorer",
     "model_class",
 ]
 

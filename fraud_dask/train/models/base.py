@@ -18,11 +18,31 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from fraud_dask.train.config import require_columns
+from fraud_dask.train.config import ModelConf, require_columns
 from fraud_dask.train.encode import encode_partition
 
 #: Version of ``model.json``; a model saved under another version is refused, not guessed at.
 FORMAT_VERSION = 1
+
+
+class RowScorer:
+    """One model row at a time: the online scorer's path (:meth:`Model.row_scorer`).
+
+    Rows are :func:`~fraud_dask.train.encode.encode_partition` matrices of one row, inputs in
+    model order. This default asks the model's batch methods; a kind with a faster path for a
+    single row (XGBoost: one compiled pass over the trees) returns its own.
+    """
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def score(self, row: np.ndarray) -> float:
+        """The fraud probability of the row (float32 precision, as batch scoring)."""
+        return float(self.model.predict_matrix(row)[0])
+
+    def contributions(self, row: np.ndarray) -> np.ndarray:
+        """Per-input contributions to the row's logit, shape ``(inputs,)``."""
+        return np.asarray(self.model.contributions(row)[0])
 
 
 @dataclass
@@ -31,7 +51,7 @@ class Model(ABC):
 
     Subclasses set :attr:`kind`, add their fitted state as fields, and implement
     :meth:`fit`, :meth:`predict_matrix`, :meth:`contributions`, :meth:`feature_importance`,
-    :meth:`_write` and :meth:`_read`.
+    :meth:`_write` and :meth:`_read`; :meth:`row_scorer` may give a faster path for one row.
 
     Attributes
     ----------
@@ -62,7 +82,7 @@ class Model(ABC):
         client: Any,
         train_frame: Any,
         valid_frame: Any | None,
-        conf: Any,
+        conf: ModelConf,
         device: str,
         *,
         label: str = "is_fraud",
@@ -104,6 +124,10 @@ class Model(ABC):
     def _state(self) -> dict[str, Any]:
         """Kind-specific entries of :meth:`describe` (e.g. the best boosting round)."""
         return {}
+
+    def row_scorer(self) -> RowScorer:
+        """What scores one row and explains it, for the online scorer (:class:`RowScorer`)."""
+        return RowScorer(self)
 
     def shell(self) -> tuple[Self, bytes | None]:
         """A light copy to ship in a task graph, and the bytes it scores with (or None).
@@ -225,24 +249,6 @@ class Model(ABC):
             "device": meta.get("device", "cpu"),
             "info": meta.get("info", {}),
         }
-
-
-def conf_with(conf: Any, **changes: Any) -> dict[str, Any]:
-    """A model config (dataclass, mapping or DictConfig) as a plain dict, with ``changes``."""
-    import dataclasses
-
-    from omegaconf import OmegaConf
-
-    if dataclasses.is_dataclass(conf) and not isinstance(conf, type):
-        base: Any = OmegaConf.to_container(
-            OmegaConf.structured(conf), resolve=True, enum_to_str=True
-        )
-    elif isinstance(conf, dict):
-        base = dict(conf)
-    else:
-        base = OmegaConf.to_container(conf, resolve=True, enum_to_str=True)
-    assert isinstance(base, dict)
-    return {str(k): v for k, v in base.items()} | changes
 
 
 def _assign_score(part: pd.DataFrame, model: Model, score_col: str, raw: Any) -> pd.DataFrame:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_dask.train.balance import balance
-from fraud_dask.train.config import conf_value, feature_columns
+from fraud_dask.train.config import ModelConf, feature_columns
 from fraud_dask.train.encode import encode_partition, matrix_meta
 from fraud_dask.train.models.base import Model
 
@@ -105,7 +105,7 @@ class LogisticModel(Model):
         client: Any,
         train_frame: Any,
         valid_frame: Any | None,
-        conf: Any,
+        conf: ModelConf,
         device: str = "cpu",
         *,
         label: str = "is_fraud",
@@ -128,11 +128,11 @@ class LogisticModel(Model):
             import dask.dataframe as dd
 
             train_frame = dd.concat([train_frame, valid_frame])
-        categorical = set(conf_value(conf, "categorical", []) or [])
+        categorical = set(conf.categorical)
         columns = [
             c for c in feature_columns(train_frame.dtypes, conf, label) if c not in categorical
         ]
-        given = conf_value(conf, "params", {}) or {}
+        given = dict(conf.params)
         lr_params = {"C": 1.0, "solver": "lbfgs", "max_iter": 200} | {
             k: v for k, v in given.items() if k in _LR_KEYS
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import time
 import weakref
 from dataclasses import dataclass, replace
@@ -23,15 +24,14 @@ import numpy as np
 import pandas as pd
 
 from fraud_dask.train.balance import balance_stratified
-from fraud_dask.train.config import conf_value, feature_columns, xgb_params
+from fraud_dask.train.config import ModelConf, feature_columns, xgb_params
 from fraud_dask.train.encode import encode_partition, feature_types, learn_categories, matrix_meta
 from fraud_dask.train.guard import (
-    COLLECTIVE_TIMEOUT_S,
     collective_config,
     default_bound,
     run_guarded,
 )
-from fraud_dask.train.models.base import Model, conf_with
+from fraud_dask.train.models.base import Model, RowScorer
 from fraud_dask.train.tracker import install as tracker_outside_scheduler
 from fraud_dask.train.tracker import stop_trackers
 
@@ -64,6 +64,30 @@ def _tree_shap(booster: Any, iteration_range: tuple[int, int]) -> Any:
     if iteration_range not in per_booster:
         per_booster[iteration_range] = TreeShap(booster, iteration_range)
     return per_booster[iteration_range]
+
+
+class _TreeRows(RowScorer):
+    """The online path of an XGBoost model: score and TreeSHAP values of one row from the same
+    compiled tables (:class:`~fraud_dask.score.treeshap.TreeShap`), one thread."""
+
+    def __init__(self, model: XGBoostModel) -> None:
+        super().__init__(model)
+        model.booster.set_param({"nthread": 1})
+        self.shap = _tree_shap(model.booster, model.iteration_range)
+        if self.shap.objective != "binary:logistic":
+            raise ValueError(
+                f"online scoring: expected a binary:logistic model, got {self.shap.objective!r}"
+            )
+
+    def score(self, row: np.ndarray) -> float:
+        margin = float(self.shap.margin(row)[0])
+        if margin >= 0:
+            return float(np.float32(1.0 / (1.0 + math.exp(-margin))))
+        e = math.exp(margin)  # no overflow for a very negative margin
+        return float(np.float32(e / (1.0 + e)))
+
+    def contributions(self, row: np.ndarray) -> np.ndarray:
+        return np.asarray(self.shap.contributions(row)[0, :-1])  # the last column is the bias
 
 
 @dataclass
@@ -125,6 +149,10 @@ class XGBoostModel(Model):
         out = _tree_shap(booster, self.iteration_range).contributions(matrix)
         return np.asarray(out[:, :-1])
 
+    def row_scorer(self) -> RowScorer:
+        """One compiled pass over the trees gives a row's margin and its SHAP values."""
+        return _TreeRows(self)
+
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         """XGBoost's importance of each input: ``gain`` (or ``weight``, ``cover``...)."""
         scores = self.booster.get_score(importance_type=kind)
@@ -153,7 +181,7 @@ class XGBoostModel(Model):
         client: Any,
         train_frame: Any,
         valid_frame: Any | None,
-        conf: Any,
+        conf: ModelConf,
         device: str,
         *,
         label: str = "is_fraud",
@@ -169,13 +197,13 @@ class XGBoostModel(Model):
         import xgboost.dask as dxgb
 
         columns = feature_columns(train_frame.dtypes, conf, label)
-        categorical = list(conf_value(conf, "categorical", []) or [])
-        cats = learn_categories(train_frame, categorical, conf_value(conf, "categories", {}) or {})
+        categorical = list(conf.categorical)
+        cats = learn_categories(train_frame, categorical, dict(conf.categories))
         params = xgb_params(conf) | {"device": device, "seed": int(seed)}
         params.setdefault("nthread", 1)
-        rounds = int(conf_value(conf, "num_boost_round", 100))
-        stop = conf_value(conf, "early_stopping_rounds")
-        imbalance = conf_value(conf, "imbalance", "none")
+        rounds = int(conf.num_boost_round)
+        stop = conf.early_stopping_rounds
+        imbalance = str(conf.imbalance)
         needed = [*columns, label]
         warnings: list[dict[str, Any]] = []
         n, pos = _label_counts(train_frame, label)
@@ -201,14 +229,13 @@ class XGBoostModel(Model):
                 train_frame = dd.concat([train_frame[needed], valid_frame[needed]])
                 n, pos = n + valid_rows, pos + valid_pos
                 early, valid_frame, valid_rows, valid_pos = False, None, 0, 0
-        pos_weight = conf_value(conf, "pos_weight")
-        pos_weight = float(pos_weight) if pos_weight is not None else (n - pos) / pos
+        pos_weight = float(conf.pos_weight) if conf.pos_weight is not None else (n - pos) / pos
         if imbalance == "scale_pos_weight":
             params["scale_pos_weight"] = pos_weight
         log.info("xgboost: %d rows (%d frauds), %d inputs, device=%s", n, pos, len(columns), device)
         row_weight = pos_weight if imbalance == "weights" else None
         fit_warnings: list[dict[str, Any]] = []
-        collective_s = conf_value(conf, "collective_timeout_s", COLLECTIVE_TIMEOUT_S)
+        collective_s = conf.collective_timeout_s
 
         # XGBoost's tracker in a process next to a worker, not in the scheduler (which a
         # LocalCluster keeps in this process): a tracker that aborts on a lost worker ends
@@ -233,7 +260,7 @@ class XGBoostModel(Model):
                     dtrain,
                     num_boost_round=rounds,
                     evals=evals,
-                    early_stopping_rounds=int(stop) if early else None,
+                    early_stopping_rounds=stop if early else None,
                     verbose_eval=False,
                     coll_cfg=collective_config(collective_s),
                 )
@@ -243,12 +270,12 @@ class XGBoostModel(Model):
 
         started = time.perf_counter()
         workers = len(client.scheduler_info(n_workers=-1)["workers"])
-        bound = conf_value(conf, "timeout_s")
+        bound = conf.timeout_s
         out = run_guarded(
             client,
             attempt,
             what=f"xgboost on {n} rows",
-            retries=int(conf_value(conf, "retries", 2) or 0),
+            retries=int(conf.retries or 0),
             bound_s=float(bound) if bound else default_bound(n + valid_rows, rounds, workers),
             collective_timeout_s=collective_s,
         )
@@ -278,10 +305,10 @@ class XGBoostModel(Model):
             "history": out.get("history", {}),
         }
         model = cls(columns, cats, device, info, booster=booster, best_iteration=best)
-        if early and valid_frame is not None and conf_value(conf, "refit", False):
+        if early and valid_frame is not None and conf.refit:
             import dask.dataframe as dd
 
-            refit_conf = conf_with(
+            refit_conf = replace(
                 conf, num_boost_round=best + 1, early_stopping_rounds=None, refit=False
             )
             whole = dd.concat([train_frame[needed], valid_frame[needed]])
@@ -303,13 +330,13 @@ class _Matrices:
         label: str,
         device: str,
         params: dict[str, Any],
-        conf: Any,
+        conf: ModelConf,
         warnings: list[dict[str, Any]],
     ) -> None:
         self.client, self.columns, self.cats, self.label = client, columns, cats, label
         self.device, self.warnings = device, warnings
         self.max_bin = int(params.get("max_bin", 256))
-        self.ppw = int(conf_value(conf, "partitions_per_worker", 1))
+        self.ppw = int(conf.partitions_per_worker)
         self.common = dict(
             feature_names=columns,
             feature_types=feature_types(columns, cats),
