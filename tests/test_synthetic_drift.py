@@ -124,3 +124,39 @@ def test_label_delay_changes_from_its_day(base):
 def test_bad_drift_is_named(drift, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         generate(_with(**drift))
+
+
+def test_overlap_knobs_blur_fraud_and_genuine(base):
+    got = _rows({**BASE, "overlap": {"friendly_fraud": 0.5}})
+    friendly = got["scenario"] == Scenario.friendly_fraud
+    others = ((got["scenario"] > 0) & ~friendly).sum()
+    assert friendly.sum() == pytest.approx(0.5 * others, rel=0.2)
+    assert (got.loc[friendly, "is_fraud"] == 1).all()
+    assert (base.loc[friendly, "scenario"] == 0).all()  # genuine purchases, relabelled
+    same = ["ts", "card_id", "amount", "terminal_id", "device_id", "ip"]
+    pd.testing.assert_frame_equal(got[same], base[same])
+    assert int(Scenario.friendly_fraud) not in set(base["scenario"])
+
+    got = _rows({**BASE, "overlap": {"shared_device": 1.0}})
+    incident = got["scenario"].isin([Scenario.stolen_card, Scenario.account_takeover])
+    assert incident.sum() > 20
+    np.testing.assert_array_equal(
+        got.loc[incident, "device_id"], got.loc[incident, "customer_id"] * 4
+    )
+    usual_ips = set(got.loc[got["scenario"] == 0, "ip"])
+    assert got.loc[incident, "ip"].isin(usual_ips).mean() > 0.9
+
+    got = _rows({**BASE, "overlap": {"big_genuine": 0.1}})
+    changed = got["amount"] != base["amount"]
+    genuine = base["scenario"] == 0
+    assert not (changed & ~genuine).any()
+    assert changed[genuine].mean() == pytest.approx(0.1, abs=0.02)
+    high = {"electronics", "retail", "travel", "online"}
+    assert set(got.loc[changed, "category"].astype(str)) <= high
+    assert got.loc[changed, "amount"].median() > 2 * base.loc[genuine, "amount"].median()
+
+
+@pytest.mark.parametrize("knob", ["friendly_fraud", "shared_device", "big_genuine"])
+def test_bad_overlap_is_named(knob):
+    with pytest.raises(ValueError, match=rf"overlap\.{knob}"):
+        generate({**BASE, "overlap": {knob: -0.1}})

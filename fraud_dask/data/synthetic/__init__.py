@@ -19,10 +19,23 @@ Scenarios (the ``scenario`` column; never a model input):
    behind rotating IPs;
 4. account takeover: a new device and IP, then a few high amounts online over hours;
 5. emerging pattern (only with ``drift.new_pattern``): card testing at one merchant category
-   from a given date.
+   from a given date;
+6. friendly fraud (only with ``overlap.friendly_fraud``): a genuine purchase labelled fraud.
 
 Labels arrive late: ``label_ts`` is ``ts`` plus a log-normal chargeback delay (days to weeks) for
 fraud and a fixed maturity delay for genuine rows.
+
+How separable the default is, and the knobs that blur it (``overlap``, :class:`OverlapConf`;
+all 0 by default, so the default data are as before): the base scenarios are easy to tell from
+genuine rows once entity history is known (every fraud comes from a device and IP the card never
+used; genuine customers never go on a spending spree). On 300,000 rows (seed 42, the reference
+history features and single-node XGBoost of ``tests/test_synthetic_separability.py``, train on
+54 days, 10-day gap, test 26 days) the test average precision is 0.76 with the defaults;
+``overlap.friendly_fraud=0.3`` (disputed genuine purchases labelled fraud) gives 0.70, and with
+``shared_device=0.5`` (half the stolen-card and takeover incidents from the victim's own device
+and home IP) and ``big_genuine=0.03`` (3% of genuine rows big purchases at high-value
+terminals) as well, 0.51 - the range real card data gives (AP 0.3-0.8). Raise
+``friendly_fraud`` and ``shared_device`` to lower it further.
 
 Drift (``drift``, :class:`DriftConf`; all off by default) makes monitoring and exploration
 testable: from a given date, a new fraud pattern (``drift.new_pattern``: card testing at one
@@ -46,6 +59,7 @@ from fraud_dask.data.synthetic.conf import (
     LabelDelayConf,
     LabelDelayShiftConf,
     NewPatternConf,
+    OverlapConf,
     Plan,
     Scenario,
     ScenarioShares,
@@ -63,6 +77,7 @@ __all__ = [
     "LabelDelayConf",
     "LabelDelayShiftConf",
     "NewPatternConf",
+    "OverlapConf",
     "Plan",
     "Scenario",
     "ScenarioShares",

@@ -29,10 +29,13 @@ class Scenario(enum.IntEnum):
     account_takeover = 4
     emerging_pattern = 5
     """Rows of :class:`NewPatternConf` (``data.synthetic.drift.new_pattern``); none by default."""
+    friendly_fraud = 6
+    """Genuine purchases labelled fraud (disputes; :class:`OverlapConf`); none by default."""
 
 
 BASE_SCENARIOS = tuple(s for s in Scenario if s <= Scenario.account_takeover)
-"""The scenarios every generated dataset holds (drift adds :attr:`Scenario.emerging_pattern`)."""
+"""The scenarios every generated dataset holds (drift adds :attr:`Scenario.emerging_pattern`,
+``overlap.friendly_fraud`` :attr:`Scenario.friendly_fraud`)."""
 
 
 CATEGORIES = (
@@ -146,6 +149,25 @@ class DriftConf:
     label_delay: LabelDelayShiftConf = field(default_factory=LabelDelayShiftConf)
 
 
+@dataclass
+class OverlapConf:
+    """Genuine behaviour that looks like fraud, and fraud that looks genuine (0: none of it).
+
+    Real card data is far less separable than the base scenarios: this is how to make it so.
+    Each knob lowers what a model can reach; all draw from a random stream of their own.
+    """
+
+    friendly_fraud: float = 0.0
+    """Fraud labels on genuine purchases (disputes, "friendly fraud"), as a share of the other
+    fraud rows, added on top (scenario 6): behaviour no model can tell from genuine."""
+    shared_device: float = 0.0
+    """Share of stolen-card and account-takeover incidents made from the victim's usual device
+    and home IP (a relative, a shared computer) instead of a new device and IP."""
+    big_genuine: float = 0.0
+    """Share of genuine rows that are big purchases away from home: a high-value terminal
+    (electronics, retail, travel, online) and the amount times U(1.5, 4)."""
+
+
 @dataclass(frozen=True)
 class DriftPlan:
     """Drift in the generator's units (ms since the first day; category and client codes)."""
@@ -187,6 +209,8 @@ class SyntheticConf:
     """Target rows per Dask partition (bounds memory); never changes the data."""
     drift: DriftConf = field(default_factory=DriftConf)
     """A new fraud pattern, a client's shift, a change of label delay, from given dates."""
+    overlap: OverlapConf = field(default_factory=OverlapConf)
+    """Genuine rows that look like fraud and fraud that looks genuine (all 0 by default)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +233,8 @@ class Plan:
     fraud_delay: tuple[float, float, float, float]
     genuine_delay_days: float
     drift: DriftPlan = DriftPlan()
+    # (friendly_fraud, shared_device, big_genuine)
+    overlap: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def block_quota(self, block: int) -> int:
         """Exact row count of ``block`` (rows spread evenly over blocks)."""
@@ -293,6 +319,12 @@ def _check(c: SyntheticConf) -> None:
     except ValueError as exc:
         raise bad("start_date", c.start_date, "an ISO date such as 2025-01-01") from exc
     _check_drift(c, bad)
+    o = c.overlap
+    if not 0 <= o.friendly_fraud <= 2:
+        raise bad("overlap.friendly_fraud", o.friendly_fraud, "a share in [0, 2]")
+    for name in ("shared_device", "big_genuine"):
+        if not 0 <= getattr(o, name) <= 1:
+            raise bad(f"overlap.{name}", getattr(o, name), "a share in [0, 1]")
 
 
 def _check_drift(c: SyntheticConf, bad: Any) -> None:
@@ -415,6 +447,11 @@ def make_plan(conf: Any) -> Plan:
         fraud_delay=(d.fraud_median_days, d.fraud_sigma, d.fraud_min_days, d.fraud_max_days),
         genuine_delay_days=float(d.genuine_days),
         drift=_drift_plan(c, start),
+        overlap=(
+            float(c.overlap.friendly_fraud),
+            float(c.overlap.shared_device),
+            float(c.overlap.big_genuine),
+        ),
     )
 
 

@@ -19,6 +19,8 @@ from fraud_dask.data.synthetic.kernel import (
     _World,
 )
 
+_BIG = (1.5, 4.0)  # a big genuine purchase's amount factor
+
 _TESTING_GAP_S = 25.0  # mean seconds between a card-testing run's payments
 
 
@@ -169,3 +171,47 @@ def label_delay_days(plan: Plan, ms: np.ndarray, is_fraud: np.ndarray, z: np.nda
     delay = genuine
     delay[is_fraud] = np.clip(fraud_median * np.exp(sigma * z), lo, hi)
     return delay
+
+
+def apply_overlap(
+    plan: Plan,
+    world: _World,
+    block: int,
+    rows: dict[str, np.ndarray],
+    customers: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Return ``rows`` with the plan's overlap applied (in place), from its own stream.
+
+    Big genuine purchases first (a high-value terminal, the amount times U(1.5, 4)), then
+    shared devices (whole stolen-card and account-takeover incidents moved onto the victim's
+    usual device and home IP), then friendly fraud (genuine rows relabelled, scenario 6).
+    """
+    friendly, shared, big = plan.overlap
+    rng = np.random.default_rng([plan.seed, 3, block])
+    genuine = np.flatnonzero(rows["scenario"] == 0)
+    if big > 0 and len(genuine):
+        pick = genuine[rng.random(len(genuine)) < big]
+        pool = world.high_value_terminals
+        terminal = pool[rng.integers(0, len(pool), size=len(pick))]
+        scale = customers["scale"][rows["customer"][pick]]
+        amount = _amounts(rng, world.terminal_category[terminal], scale)
+        rows["terminal"][pick] = terminal
+        rows["amount"][pick] = amount * rng.uniform(*_BIG, size=len(pick))
+        ms = rows["ms"][pick]
+        hit = (ms >= world.compromise_start_ms[terminal]) & (ms < world.compromise_end_ms[terminal])
+        rows["scenario"][pick] = np.where(hit, int(Scenario.compromised_terminal), 0)
+    if shared > 0:
+        incident = np.isin(rows["scenario"], (Scenario.stolen_card, Scenario.account_takeover))
+        devices = np.unique(rows["device_id"][incident])
+        moved = devices[rng.random(len(devices)) < shared]
+        at = np.flatnonzero(incident & np.isin(rows["device_id"], moved))
+        victim = rows["customer"][at]
+        rows["device_id"][at] = customers["customer_id"][victim] * 4  # the first, usual device
+        rows["ip"][at] = customers["home_ip"][victim, 0]
+    if friendly > 0:
+        genuine = np.flatnonzero(rows["scenario"] == 0)
+        n_fraud = int((rows["scenario"] > 0).sum())
+        n = min(int(rng.poisson(friendly * n_fraud)), len(genuine))
+        pick = genuine[rng.choice(len(genuine), size=n, replace=False)]
+        rows["scenario"][pick] = int(Scenario.friendly_fraud)
+    return rows

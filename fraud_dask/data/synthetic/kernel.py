@@ -303,6 +303,10 @@ def _block(plan: Plan, block: int) -> dict[str, np.ndarray]:
         from fraud_dask.data.synthetic.drift import apply_drift
 
         rows = apply_drift(plan, world, block, rows, customers)
+    if any(plan.overlap):
+        from fraud_dask.data.synthetic.drift import apply_overlap
+
+        rows = apply_overlap(plan, world, block, rows, customers)
     order = np.argsort(rows["ms"], kind="stable")
     rows = {k: v[order] for k, v in rows.items()}
     rows["customer"] = customers["customer_id"][rows["customer"]]
