@@ -10,7 +10,10 @@ XGBoost models; ``scoring_world``) by the code that writes it for users:
 - compare's ``report.html`` and the Dask performance report ``dask-report.html``, both from one
   ``task=compare`` run through the CLI's own :func:`fraud_dask.__main__.execute`, attached to the
   test cluster (``cluster=existing``);
-- ``monitor.html``, ``explore.html``, ``tune.html`` when their tasks exist.
+- ``explore.html`` from ``task=explore`` the same way.
+
+``monitor.html`` and ``tune.html`` are opened the same way by their own tests
+(``test_monitor_drift.py``, ``test_tune.py``), which build the worlds they need.
 
 Each is opened once with the network cut off (:func:`browser.check_offline_page`): nothing loaded
 from outside the file, no script error, BokehJS done, each plot drew data, a screenshot under
@@ -99,6 +102,14 @@ def pages(world, client, cluster, tmp_path_factory) -> dict[str, Path]:
     assert result["challenger_version"] == 2
     out["compare report.html"] = run_dir / "report.html"
     out["dask-report.html"] = run_dir / "dask-report.html"
+
+    # task=explore the same way (monitor.html: tests/test_monitor_drift.py opens it, as it
+    # needs a bundle with a monitoring reference)
+    source = [o for o in overrides if o.startswith(("cluster", "data.", "registry."))]
+    run_dir = tmp / "explore"
+    explore = ["task=explore", *source, "explore.recent_days=7", "explore.baseline_days=21"]
+    execute(compose(explore, run_dir=run_dir))
+    out["explore.html"] = run_dir / "explore.html"
     return out
 
 
@@ -111,6 +122,9 @@ EXPECTED: dict[str, tuple[int, bool, tuple[str, ...]]] = {
     "compare report.html": (1, True, ("challenger v2 vs champion v1", "average_precision")),
     # the task stream is the first tab (the other tabs' plots draw once opened)
     "dask-report.html": (4, False, ("Task Stream",)),
+    # segments by the strength of their rise: grey bars unless a rise is significant, and none
+    # is in this stationary world, so no coloured plot is asked for; every plot holds rows
+    "explore.html": (0, True, ("Emerging risk", "Where the model misses")),
 }
 
 
@@ -123,6 +137,7 @@ def test_html_output_renders_offline(pages, name, tmp_path) -> None:
     assert "cdn.bokeh.org" not in text
     shot = tmp_path / f"{name.replace(' ', '-')}.png"
     page = check_offline_page(path, shot, min_plots=plots, all_data=all_data)
+    assert len(page.plots) >= max(plots, 1), page.plots
     for word in words:
         assert word in page.dom, f"{name}: {word!r} not on the page"
     print(
