@@ -57,7 +57,7 @@ def _expected_counts(data, column: str) -> pd.DataFrame:
     n = df.groupby(["value", "w"]).size().unstack(fill_value=0)
     frauds = df[df["is_fraud"] == 1]
     cards = frauds.groupby(["value", "w"])["card_id"].nunique().unstack(fill_value=0)
-    return n.join(cards, lsuffix="_n", rsuffix="_cards", how="left").fillna(0)
+    return n.join(cards, suffixes=("_n", "_cards"), how="left").fillna(0)
 
 
 def test_an_injected_pattern_is_ranked_first(client, tmp_path):
