@@ -15,6 +15,7 @@ the partition tables summed).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ FORMAT = "fraud_dask.monitor.reference/1"
 FILE = "reference.json"
 #: how the bin edges were found (written into the reference)
 QUANTILES = "dask Series.quantile (approximate: per-partition percentiles merged by weight)"
+#: the score's bin edges are at least this far apart in log-odds (see _score_edges)
+SCORE_MIN_LOGIT_GAP = 0.25
 #: rows a training week needs to count in an input's stability (week-to-week PSI)
 STABILITY_MIN_ROWS = 500
 #: the client a source without a client column is counted under
@@ -160,7 +163,7 @@ def build_reference(
         for col, values in cats.items():
             specs[col] = {"kind": "categorical", "categories": [str(v) for v in values]}
         score_q = np.asarray(found[-1], dtype=np.float64)
-        specs[SCORE] = {"kind": "numeric", "edges": _edges(score_q[: len(qs)])}
+        specs[SCORE] = {"kind": "numeric", "edges": _score_edges(_edges(score_q[: len(qs)]))}
         thresholds: list[dict[str, Any]] = [
             {"name": "decision", "threshold": float(threshold), "source": "score.threshold"}
         ] + [
@@ -238,6 +241,23 @@ def _weekly_range(rows: pd.DataFrame, column: str, weeks: set[int] | None) -> li
         return None
     rates = keep[column] / keep["rows"]
     return [float(rates.min()), float(rates.max())]
+
+
+def _score_edges(edges: list[float], gap: float = SCORE_MIN_LOGIT_GAP) -> list[float]:
+    """The score's edges, each at least ``gap`` apart from the previous kept one in log-odds.
+
+    A tree model's scores sit on a few values; quantile edges a hair apart (0.0119, 0.0123)
+    would make a move of a thousandth of probability, which changes no decision, a large PSI.
+    """
+    kept: list[float] = []
+    last = -math.inf
+    for edge in edges:
+        p = min(max(edge, 1e-12), 1 - 1e-12)
+        logit = math.log(p / (1 - p))
+        if logit - last >= gap:
+            kept.append(edge)
+            last = logit
+    return kept
 
 
 def _edges(values: Any) -> list[float]:
