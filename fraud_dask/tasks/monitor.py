@@ -145,7 +145,8 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
         covered=(max(start, trained_from) if trained_from is not None else start, stop),
     )
     counts = total_counts(period.reads, result.pop("_extra"))
-    for alert in result["alerts"]:
+    shown = 20  # the rest are in metrics.json and monitor.html
+    for alert in result["alerts"][:shown]:
         log.warning(
             "monitor alert %s %s client %s period %s: %.4g (threshold %s)",
             alert["kind"],
@@ -155,6 +156,8 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
             alert["value"],
             alert["threshold"],
         )
+    if len(result["alerts"]) > shown:
+        log.warning("monitor: %d more alert(s) in metrics.json", len(result["alerts"]) - shown)
     out: dict[str, Any] = {
         "model": {"name": bundle.name, "version": bundle.version},
         "start": start.isoformat(),
