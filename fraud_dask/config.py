@@ -26,6 +26,7 @@ from fraud_dask.registry import RegistryConf
 from fraud_dask.score.config import ScoreConf
 from fraud_dask.split import SplitConf
 from fraud_dask.tasks import TaskConf
+from fraud_dask.tune.config import TuneConf, user_config_dir
 from fraud_dask.train import ModelConf
 
 #: ``configs/`` at the root of the repository (``$FRAUD_DASK_CONFIG_DIR`` overrides).
@@ -62,6 +63,8 @@ class Config:
     explore: ExploreConf = field(default_factory=ExploreConf)
     #: task=sql: the query, its output and the datasets behind its views (configs/sql/)
     sql: SqlConf = field(default_factory=SqlConf)
+    #: task=tune: the Optuna study, its budget and search space, screening (configs/tune/)
+    tune: TuneConf = field(default_factory=TuneConf)
     paths: PathsConf = field(default_factory=PathsConf)
     #: what the command line shows: progress bars (``console.progress=auto|on|off``)
     console: ConsoleConf = field(default_factory=ConsoleConf)
@@ -100,6 +103,9 @@ def register_configs() -> None:
     from fraud_dask.cluster import register_cluster_schemas
     from fraud_dask.tasks import register_task_schemas
 
+    # Hydra warns on every run about a search-path folder that does not exist (configs/config.yaml
+    # names the one task=tune writes experiments into)
+    Path(user_config_dir()).mkdir(parents=True, exist_ok=True)
     ConfigStore.instance().store(name="base_config", node=Config)
     register_cluster_schemas()
     register_task_schemas()

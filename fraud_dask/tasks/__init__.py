@@ -48,6 +48,7 @@ class TaskName(enum.StrEnum):
     explore = "explore"
     sql = "sql"
     monitor = "monitor"
+    tune = "tune"
 
 
 class RegistryAction(enum.StrEnum):
@@ -135,6 +136,14 @@ class ScoreTaskConf(TaskConf):
     output: str | None = None
 
 
+@dataclass
+class TuneTaskConf(FoldsTaskConf):
+    """``task=tune``: the fold options (``features_path`` to read built features); the study's
+    options are the ``tune`` group (:class:`fraud_dask.tune.TuneConf`)."""
+
+    name: TaskName = TaskName.tune
+
+
 #: the schema of each task (tasks without options of their own use :class:`TaskConf`)
 TASK_CONFS: dict[TaskName, type[TaskConf]] = {
     **{name: TaskConf for name in TaskName},
@@ -146,6 +155,7 @@ TASK_CONFS: dict[TaskName, type[TaskConf]] = {
     TaskName.registry: RegistryTaskConf,
     TaskName.ingest: IngestTaskConf,
     TaskName.score: ScoreTaskConf,
+    TaskName.tune: TuneTaskConf,
 }
 
 

@@ -35,9 +35,10 @@ _OPTIONS = (
 )
 
 
-def fold_plan(cfg: Any, frame: Any) -> Any:
+def fold_plan(cfg: Any, frame: Any, *, validation: bool = False) -> Any:
     """The :class:`fraud_dask.split.FoldPlan` of ``cfg.split`` on the data (``mode=auto``), or
-    None for a fixed split."""
+    None for a fixed split; validation folds are planned for a ``model.search`` or when
+    ``validation`` (``task=tune``)."""
     from fraud_dask.split import SplitMode, plan_folds
 
     mode = SplitMode(cfg.split.mode)
@@ -48,7 +49,7 @@ def fold_plan(cfg: Any, frame: Any) -> Any:
         cfg.split,
         daily_of(frame),
         label_delay_days=cfg.data.label_delay_days,
-        need_validation=bool(search),
+        need_validation=bool(search) or validation,
     )
 
 
@@ -60,7 +61,7 @@ def folds_of(cfg: Config, frame: Any, which: str) -> list[Any]:
     """
     from fraud_dask.split import data_time_range, make_folds
 
-    plan = fold_plan(cfg, frame)
+    plan = fold_plan(cfg, frame, validation=which == "validation")
     if plan is None:
         return make_folds(cfg.split, which, data_time_range(frame))
     if which == "baseline":
@@ -89,6 +90,14 @@ def model_conf(cfg: Config, overrides: dict[str, Any] | None = None) -> dict[str
     node = cfg.model if OmegaConf.is_config(cfg.model) else OmegaConf.structured(cfg.model)
     conf = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     assert isinstance(conf, dict)
+    return model_conf_of({str(k): v for k, v in conf.items()}, overrides)
+
+
+def model_conf_of(conf: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A plain model config with ``overrides`` merged: model options (``num_boost_round``,
+    ``early_stopping_rounds``, ``pos_weight``, ...) replace the option, other names go into
+    ``params``."""
+    conf = dict(conf)
     params = dict(conf.get("params") or {})
     for key, value in (overrides or {}).items():
         if key in _OPTIONS:
@@ -99,7 +108,7 @@ def model_conf(cfg: Config, overrides: dict[str, Any] | None = None) -> dict[str
     return {str(k): v for k, v in conf.items()}
 
 
-def _validation_split(
+def early_stopping_split(
     frame: Any, rows: Any, fold: Any, conf: dict[str, Any], warnings: list[dict[str, Any]]
 ) -> tuple[Any, Any | None, int]:
     """The fold's training rows cut into (fit rows, early-stopping rows or None, their days).
@@ -156,7 +165,7 @@ def fit_fold(
     """Train the model (and the baseline) on one fold's training period.
 
     A kind that early-stops (:attr:`~fraud_dask.train.Model.uses_validation`) does so on the
-    end of the training period (see :func:`_validation_split`). What could not be met is logged
+    end of the training period (see :func:`early_stopping_split`). What could not be met is logged
     and kept in the model's ``info["warnings"]``.
 
     Returns
@@ -171,7 +180,7 @@ def fit_fold(
     warnings: list[dict[str, Any]] = []
     fit_rows, valid_rows, valid_days = rows, None, 0
     if model_class(conf["kind"]).uses_validation and conf.get("early_stopping_rounds"):
-        fit_rows, valid_rows, valid_days = _validation_split(frame, rows, fold, conf, warnings)
+        fit_rows, valid_rows, valid_days = early_stopping_split(frame, rows, fold, conf, warnings)
     main = train(client, fit_rows, valid_rows, conf, device, seed=seed)
     for warning in main.info.get("warnings", []):
         warnings.append(warning | {"fold": fold.name})
@@ -260,7 +269,7 @@ def train_folds(
     """
     from fraud_dask.cluster import resolve_device
 
-    seed = cfg.seed
+    seed = int(cfg.seed)
     device = resolve_device(client, cfg.model.device)
     chosen, table = select(client, frame, cfg, device, seed)
     conf = model_conf(cfg, chosen)
