@@ -51,6 +51,10 @@ class CompareConf:
         Compare even when the two versions come from different sources (``data.name``) or
         take different inputs (feature names), or when the replay source is not theirs; by
         default such a pair is refused (see :func:`incompatibilities`).
+    decisions : str or None
+        A decision log of ``task=serve``'s arms (``score.serve.arms``): compare the arms it
+        logged on the labels ``data`` holds now (:func:`fraud_dask.score.arms.compare_arms`)
+        instead of replaying two versions.
     """
 
     champion: str = "champion"
@@ -64,6 +68,7 @@ class CompareConf:
     max_fpr: float = 0.01
     seed: int = 0
     allow_incompatible: bool = False
+    decisions: str | None = None
 
 
 def _listed(names: list[str], most: int = 5) -> str:

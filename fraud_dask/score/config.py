@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fraud_dask.score.arms import ArmsConf
+
 
 @dataclass
 class ServeConf:
@@ -36,6 +38,9 @@ class ServeConf:
         Environment variable holding a token for ``POST /label`` alone (unset: ``token_env``'s).
     body_timeout_s : float
         Time allowed to receive a request body (longer: ``408``).
+    arms : ArmsConf
+        Challengers beside the champion (A/B by card or shadow) and the decision log
+        (:mod:`fraud_dask.score.arms`); no challenger: the champion alone.
     """
 
     host: str = "127.0.0.1"
@@ -48,6 +53,7 @@ class ServeConf:
     token_env: str = "FRAUD_DASK_SERVE_TOKEN"
     label_token_env: str | None = "FRAUD_DASK_LABEL_TOKEN"
     body_timeout_s: float = 10.0
+    arms: ArmsConf = field(default_factory=ArmsConf)
 
 
 @dataclass

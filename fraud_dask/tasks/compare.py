@@ -66,6 +66,10 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     from fraud_dask.split import Fold, KnownRule, KnownSince, _drop_known, known_compromised
 
     conf = cfg.compare
+    if conf.decisions:  # the arms of a served A/B or shadow test, from their decision log
+        from fraud_dask.score.arms import compare_decisions
+
+        return compare_decisions(cfg)
     reg = Registry.from_conf(cfg.registry)
     name = str(cfg.registry.name)
     champ = reg.load(name, str(conf.champion))

@@ -71,25 +71,49 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     bundle = reg.load(str(cfg.registry.name), str(cfg.registry.version))
     source = cfg.data  # the reader's key and PII columns
     pii = [source.columns.get(c, c) for c in source.pii_columns]
-    scorer = OnlineScorer.from_bundle(
-        bundle,
-        threshold=float(conf.threshold),
-        top=int(conf.top_reasons),
-        hasher=hasher_from_conf(source.pan),
-        pan_columns=("card_id", *pii),
-        max_future_s=serve_conf.max_future_s,
-        max_past_days=serve_conf.max_past_days,
-    )
+
+    def scorer_of(bundle: Any) -> Any:
+        return OnlineScorer.from_bundle(
+            bundle,
+            threshold=float(conf.threshold),
+            top=int(conf.top_reasons),
+            hasher=hasher_from_conf(source.pan),
+            pan_columns=("card_id", *pii),
+            max_future_s=serve_conf.max_future_s,
+            max_past_days=serve_conf.max_past_days,
+        )
+
+    scorer = scorer_of(bundle)
     started = time.perf_counter()
     days = serve_conf.warm_start_days
+    history = None
     if days is not None:
         from fraud_dask.data import load_transactions
 
         last = pd.Timestamp(load_transactions(cfg.data, columns=["ts"])["ts"].max().compute())
         history = load_transactions(cfg.data, start=last - pd.Timedelta(days=int(days)))
-        scorer.warm_start(client.compute(history).result())
+        history = client.compute(history).result()
+        scorer.warm_start(history)
     else:
         scorer.warm_start_source(cfg.data, exact_recency=bool(conf.exact_recency))
+    if serve_conf.arms.challengers:  # A/B or shadow challengers (fraud_dask.score.arms)
+        from fraud_dask.score.arms import build_armed
+
+        def warmed(challenger: Any) -> Any:
+            other = scorer_of(challenger)
+            if history is not None:
+                other.warm_start(history)
+            else:
+                other.warm_start_source(cfg.data, exact_recency=bool(conf.exact_recency))
+            return other
+
+        scorer = build_armed(
+            serve_conf.arms,
+            scorer,
+            lambda name, version: reg.load(str(name or cfg.registry.name), version),
+            warmed,
+            str(cfg.run_dir),
+        )
     warm_s = time.perf_counter() - started
     entities = scorer.entities
     log.info("warm start: %.1f s, entities %s", warm_s, entities)
@@ -121,6 +145,9 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
         from fraud_dask.score.service import STATS
 
         out = {"events": app[STATS]["events"], "rejected": app[STATS]["rejected"]}
+    if serve_conf.arms.challengers:  # the arms: who answered, and the decision log's files
+        out |= {"arms": scorer.describe(), "served_by": scorer.served_by}
+        out["decision_log"] = scorer.close()
     return out | {
         "model": {"name": bundle.name, "version": bundle.version},
         "warm_start_s": round(warm_s, 3),
