@@ -319,7 +319,7 @@ def _launch(wrapped: Any) -> None:
 
 
 def _stopped() -> None:
-    """End a run that SIGINT or SIGTERM interrupted: one line on stderr, status 128 + signal.
+    """End a run that SIGINT or SIGTERM interrupted: one line on stderr, status 0 (requested).
 
     The cluster and the task's context managers have closed by now (the interrupt went
     through them). A task that runs until stopped (``cluster``, ``serve``) never gets here:

@@ -16,8 +16,8 @@
   (:data:`STOP`, :func:`stop_signal`), so that context managers close clusters and servers on
   the way out. A task that runs until stopped (``cluster``, ``serve``) catches the interrupt and
   returns its result: the run ends normally, with status 0. An interrupt that escapes a task
-  ends the run with one line and status 128 + the signal number (130 for SIGINT, 143 for
-  SIGTERM): its outputs are incomplete.
+  ends the run with one line naming the task and its run directory, also with status 0 (the
+  stop was requested); its outputs are incomplete and it writes no ``metrics.json``.
 
 This module imports no dask at import time (the config schema imports :class:`ConsoleConf`).
 """
@@ -543,9 +543,13 @@ def stop_signal() -> str | None:
 
 
 def stop_status() -> int:
-    """The exit status of a run whose task was interrupted: 128 + the signal's number."""
-    name = stop_signal() or "SIGINT"
-    return 128 + int(signal.Signals[name])
+    """The exit status of a run whose task SIGINT or SIGTERM interrupted: 0, a requested stop.
+
+    An orchestrator (systemd, Kubernetes, a shell script) that sends SIGTERM asked for the stop
+    and should not see it as a failure. What tells an interrupted run from a finished one is
+    the ``stopped: ...`` line on stderr and the missing ``metrics.json`` in its run directory.
+    """
+    return 0
 
 
 def request_stop(signum: int) -> None:
