@@ -118,6 +118,9 @@ def test_resume_continues_the_study(client, tmp_path, clean):
     rerun = [t for t in trials if t.user_attrs.get("requeued_from") == 2]
     assert len(rerun) == 1 and rerun[0].params == left_params
     assert second["trials"]["this_run"] == 2  # the requeued trial and one new one
+    # the resumed run's sampler draws new points, not the first run's again
+    new = [t.params for t in trials if t.number > 2 and "requeued_from" not in t.user_attrs]
+    assert new and all(p not in (trials[0].params, trials[1].params) for p in new)
 
     third = _run(_cfg(tmp_path, path, *args, "tune.n_trials=4"), client)
     assert third["trials"]["this_run"] == 0 and third["trials"]["total"] == len(trials)

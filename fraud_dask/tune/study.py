@@ -195,6 +195,7 @@ def run_on_workers(
 ) -> dict[str, Any]:
     """Run trials side by side: ``jobs`` worker tasks (default: one per worker thread), each
     running trials of the study through ``DaskStorage`` until ``total`` are finished."""
+    import optuna
     from optuna_integration.dask import DaskStorage
 
     client.wait_for_workers(1, timeout=120)
@@ -206,6 +207,9 @@ def run_on_workers(
     _quiet_experimental()  # DaskStorage is "experimental" since optuna 3.1
     client.run(_quiet_experimental)
     storage = DaskStorage(url, client=client)
+    # a resumed study must not replay the draws of the run before it: the samplers' seeds
+    # move on with the trials the study already holds
+    offset = len(optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False))
     started = time.perf_counter()
     futures = [
         client.submit(
@@ -216,7 +220,7 @@ def run_on_workers(
             base,
             space,
             {
-                "seed": seed + j,  # parallel samplers must not draw the same points
+                "seed": seed + 1000 * offset + j,  # side by side samplers draw apart
                 "model_seed": seed,
                 "metric": metric,
                 "stride": stride,
