@@ -26,8 +26,8 @@ from fraud_dask.registry import RegistryConf
 from fraud_dask.score.config import ScoreConf
 from fraud_dask.split import SplitConf
 from fraud_dask.tasks import TaskConf
-from fraud_dask.tune.config import TuneConf, user_config_dir
 from fraud_dask.train import ModelConf
+from fraud_dask.tune.config import TuneConf, user_config_dir
 
 #: ``configs/`` at the root of the repository (``$FRAUD_DASK_CONFIG_DIR`` overrides).
 CONFIG_DIR = Path(
