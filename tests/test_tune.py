@@ -88,11 +88,13 @@ def test_poisoned_test_labels_change_nothing(client, tmp_path, clean):
     assert [f["fold"]["name"] for f in first["folds"]] == [v.name for v in validations]
 
 
-def test_resume_continues_the_study(client, tmp_path, clean):
+def test_resume_continues_the_study(client, tmp_path, clean, capsys):
     """A second run with the same study and storage continues it: the trial numbers go on, a
     trial an interrupted run left running is failed and run again with its parameters, and
-    ``tune.n_trials`` counts the study's finished trials."""
+    ``tune.n_trials`` counts the study's finished trials (its progress bar too)."""
     import optuna
+
+    from fraud_dask import console
 
     path, _ = clean
     args = ["tune.study_name=resumed", "tune.pruner=none"]
@@ -106,7 +108,14 @@ def test_resume_continues_the_study(client, tmp_path, clean):
     left.suggest_float("learning_rate", 0.05, 0.4, log=True)
     left_params = dict(left.params)
 
-    second = _run(_cfg(tmp_path, path, *args, "tune.n_trials=4"), client)
+    capsys.readouterr()
+    console.configure(console.ConsoleConf(progress=console.ProgressMode.on, poll_s=0.1))
+    try:
+        second = _run(_cfg(tmp_path, path, *args, "tune.n_trials=4"), client)
+    finally:
+        console.configure(console.ConsoleConf())
+    bar = capsys.readouterr().err
+    assert "trials" in bar and "4/4" in bar, bar  # the bar starts at the 2 finished before
     assert second["trials"]["resumed"] and second["trials"]["finished_before"] == 2
     assert second["trials"]["requeued"] == [2]
     study = optuna.load_study(study_name="resumed", storage=url)

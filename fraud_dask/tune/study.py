@@ -106,15 +106,19 @@ def run_on_cluster(
     study: Any, objective: Any, *, total: int, timeout_s: float | None
 ) -> dict[str, Any]:
     """Run trials one at a time from this process (each one uses the whole cluster)."""
+    from fraud_dask.console import progress_bar
+
     started = time.perf_counter()
-    if _remaining(study, total) > 0:
-        study.optimize(
-            objective,
-            n_trials=_remaining(study, total),
-            timeout=timeout_s,
-            callbacks=[_stop_at(total)],
-            gc_after_trial=True,
-        )
+    with progress_bar(desc="trials", total=total, unit="trial") as bar:
+        bar.update(total - _remaining(study, total))  # finished by earlier runs of the study
+        if _remaining(study, total) > 0:
+            study.optimize(
+                objective,
+                n_trials=_remaining(study, total),
+                timeout=timeout_s,
+                callbacks=[_stop_at(total), lambda _study, _trial: bar.update(1)],
+                gc_after_trial=True,
+            )
     return {"jobs": 1, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -237,12 +241,35 @@ def run_on_workers(
         )
         for j in range(jobs)
     ]
+    _follow(futures, url, name, total)
     ran = client.gather(futures)
     return {
         "jobs": jobs,
         "trials_per_job": list(ran),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _follow(futures: list[Any], url: str, name: str, total: int, poll_s: float = 1.0) -> None:
+    """Draw the trials bar while worker tasks run them: the study's finished trials, read from
+    its storage (the workers write there through ``DaskStorage``) every ``poll_s`` seconds."""
+    from fraud_dask.console import progress_bar, progress_enabled
+
+    if not progress_enabled():
+        return
+    import optuna
+
+    with progress_bar(desc="trials", total=total, unit="trial") as bar:
+        shown = 0
+        while True:
+            finished = all(f.done() for f in futures)  # before the count: none is missed
+            study = optuna.load_study(study_name=name, storage=url)
+            done = min(total, len(study.get_trials(deepcopy=False, states=_states(*FINISHED))))
+            bar.update(done - shown)
+            shown = done
+            if finished:
+                return
+            time.sleep(poll_s)
 
 
 def trials_table(study: Any) -> list[dict[str, Any]]:
