@@ -170,19 +170,53 @@ def as_config(cfg: Config | Mapping[str, Any], *, task: str | None = None) -> Co
 
     from fraud_dask.errors import UserError
 
-    if isinstance(cfg, Config):
-        return cfg
     try:
-        if OmegaConf.is_config(cfg) and OmegaConf.get_type(cfg) is Config:
+        if isinstance(cfg, Config):
+            typed: Any = cfg
+        elif OmegaConf.is_config(cfg) and OmegaConf.get_type(cfg) is Config:
             typed = OmegaConf.to_object(cfg)
         else:
-            base = compose([f"task={task}"] if task else [])
+            base = compose(([f"task={task}"] if task else []) + _options_named(cfg))
             # open maps (``data.columns``, ``model.params``) take new keys, as overrides with
             # ``+`` would; the schema's dataclasses still refuse a key they do not have
             OmegaConf.set_struct(base, False)
             typed = OmegaConf.to_object(OmegaConf.merge(base, cfg))
+        if task and str(typed.task.name) != str(task):
+            typed = _with_task(typed, str(task))
     except OmegaConfBaseException as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"config: {first}") from exc
     assert isinstance(typed, Config)
     return typed
+
+
+#: the key that names a group's option in its YAML (``features.name: handbook``)
+_OPTION_KEYS = {"data": "name", "features": "name", "model": "kind", "cluster": "kind"}
+
+
+def _options_named(mapping: Mapping[str, Any]) -> list[str]:
+    """Overrides choosing the group options a partial mapping names (``features`` with
+    ``name: handbook`` composes ``features=handbook``), so that the mapping's group replaces
+    that option's values rather than being merged onto the default option's extra keys."""
+    chosen = []
+    for group, key in _OPTION_KEYS.items():
+        node = mapping.get(group) if hasattr(mapping, "get") else None
+        value = node.get(key) if node is not None and hasattr(node, "get") else None
+        if isinstance(value, str) and (CONFIG_DIR / group / f"{value}.yaml").is_file():
+            chosen.append(f"{group}={value}")
+    return chosen
+
+
+def _with_task(cfg: Config, task: str) -> Config:
+    """``cfg`` with the options of ``task`` in place of another task's (a Python caller may run
+    ``tasks.ingest.run`` on a config composed for the default task): ``task=<task>``'s
+    composed options, with the values of the options both tasks have taken from ``cfg.task``."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.to_object(compose([f"task={task}"]).task)
+    for option in dataclasses.fields(own):  # type: ignore[arg-type]
+        if option.name != "name" and hasattr(cfg.task, option.name):
+            setattr(own, option.name, getattr(cfg.task, option.name))
+    return dataclasses.replace(cfg, task=own)  # type: ignore[arg-type]

@@ -491,6 +491,7 @@ NOISE = (
     "Attempted to run task",
     "Unclosed client session",
     "Perhaps you already have a cluster running",  # the dashboard's port: the log names the link
+    "exception=AllExit()",  # asyncio: a gather the stop cancelled ("never retrieved")
 )
 _NOISY_LOGGERS = ("distributed.comm", "distributed.batched", "tornado.application")
 
