@@ -16,11 +16,16 @@ def _trackers() -> list[int]:
     """Run on a worker: its child processes that are XGBoost trackers."""
     import psutil
 
-    return [
-        child.pid
-        for child in psutil.Process(os.getpid()).children()
-        if any(part.endswith("tracker.py") for part in child.cmdline())
-    ]
+    found = []
+    for child in psutil.Process(os.getpid()).children():
+        try:
+            if any(part.endswith("tracker.py") for part in child.cmdline()):
+                found.append(child.pid)
+        except psutil.ZombieProcess:
+            found.append(child.pid)  # ended, not yet reaped by the worker: still listed
+        except psutil.NoSuchProcess:
+            pass  # ended and reaped between the listing and the look
+    return found
 
 
 def _wait_gone(client, worker: str, pid: int) -> None:
