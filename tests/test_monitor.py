@@ -199,6 +199,117 @@ def test_a_shifted_input_fires_for_its_client_only(client):
         assert alert["value"] > alert["threshold"] >= 0.2
 
 
+def _drifted(score_shift: float = 0.0, x_shift: float = 0.0) -> pd.DataFrame:
+    """Later rows where client c2's score and/or input x move from 2025-03-17."""
+    later = _scored_frame(2)
+    at = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
+    later.loc[at, "score"] = np.clip(later.loc[at, "score"] + score_shift, 0, 1)
+    later.loc[at, "x"] += x_shift
+    return later
+
+
+def _fired(frame: pd.DataFrame, reference: dict, **conf) -> set:
+    import dask.dataframe as dd
+
+    from fraud_dask.monitor.run import monitor_scores
+
+    got = monitor_scores(
+        dd.from_pandas(frame, npartitions=3),
+        reference,
+        _conf(min_rows=300, **conf),
+        report_date=pd.Timestamp("2025-03-31", tz="UTC"),
+        label_delay_days=7,
+    )
+    return {(a["kind"], a["name"], a["client_id"], a["period"]) for a in got["alerts"]}
+
+
+def test_score_drift_needs_an_input_moving_with_it_unless_it_is_large(client):
+    reference = _reference(_scored_frame(1))
+    late = {("c2", "2025-03-17"), ("c2", "2025-03-24")}
+    score = {("score_drift", "score", c, p) for c, p in late}
+    x = {("feature_drift", "x", c, p) for c, p in late}
+    # the score alone moves (its PSI between the rule's 0.2 and psi_score_alone): no alert
+    frame = _drifted(score_shift=0.12)
+    assert _fired(frame, reference) == set()
+    # ... the same move with psi_score_alone under it fires for c2's late weeks only
+    assert _fired(frame, reference, psi_score_alone=0.25) == score
+    # the score and an input move together: both fire
+    assert _fired(_drifted(score_shift=0.12, x_shift=2.0), reference) == score | x
+
+
+def test_inputs_computed_from_labels_are_measured_but_alert_only_when_asked(client):
+    reference = _reference(_scored_frame(1))
+    reference["features"]["x"]["labels"] = True  # as a risk or target-encoding output
+    frame = _drifted(x_shift=2.0)
+    assert _fired(frame, reference) == set()
+    late = {("c2", "2025-03-17"), ("c2", "2025-03-24")}
+    assert _fired(frame, reference, alert_label_inputs=True) == {
+        ("feature_drift", "x", c, p) for c, p in late
+    }
+
+
+def test_monitor_parquet_holds_every_measure_and_sql_reads_it(client, tmp_path):
+    """The long table of a run (monitor.parquet) against the result it was written from,
+    read back through the SQL `monitor` view."""
+    import dask.dataframe as dd
+
+    import fraud_dask
+    from fraud_dask.monitor.run import monitor_scores
+    from fraud_dask.monitor.table import write_results
+
+    frame = _scored_frame(1)
+    reference = _reference(frame)
+    later = _scored_frame(2)
+    shifted = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
+    later.loc[shifted, "x"] += 2.0
+    got = monitor_scores(
+        dd.from_pandas(later, npartitions=3),
+        reference,
+        _conf(min_rows=300),
+        report_date=pd.Timestamp("2025-03-31", tz="UTC"),
+        label_delay_days=7,
+    )
+    path = write_results(tmp_path / "run", got)
+    assert path.name == "monitor.parquet" and not list(path.parent.glob(".*partial"))
+    table = pd.read_parquet(path)
+    # every drift measure of every client, period and input is one row with its value
+    for row in got["drift"]:
+        for name, m in [("score", row["score"]), *row["features"].items()]:
+            for measure in ("psi", "js", "p_value"):
+                hit = table[
+                    table["client_id"].eq(row["client"])
+                    & table["period"].astype(str).eq(row["period"])
+                    & table["kind"].eq("drift")
+                    & table["name"].eq(name)
+                    & table["measure"].eq(measure)
+                ]
+                assert len(hit) == 1
+                if m[measure] is None:
+                    assert hit["value"].isna().all()
+                else:
+                    assert hit["value"].iloc[0] == pytest.approx(m[measure])
+                assert hit["rows"].iloc[0] == row["rows"]
+    n_rates = sum(1 for _ in got["alert_rate"]) * 5
+    assert table["kind"].eq("alert_rate").sum() == n_rates
+    # the alert flag marks exactly the fired alerts
+    flagged = table[table["alert"] & table["measure"].eq("psi")]
+    assert {(r.name, r.client_id, str(r.period)) for r in flagged.itertuples()} == {
+        (a["name"], a["client_id"], a["period"]) for a in got["alerts"]
+    }
+    # the SQL view reads the same file (a run directory or the file itself)
+    for given in (path.parent, path):
+        psi = fraud_dask.sql(
+            "SELECT client_id, CAST(period AS VARCHAR) AS period, value FROM monitor "
+            "WHERE kind = 'drift' AND name = 'x' AND measure = 'psi' AND alert "
+            "ORDER BY period",
+            {"sql": {"monitor": str(given)}},
+        )
+        assert psi["client_id"].tolist() == ["c2", "c2"]
+        assert psi["period"].tolist() == ["2025-03-17", "2025-03-24"]
+        expected = [a["value"] for a in got["alerts"]]
+        assert psi["value"].tolist() == pytest.approx(expected)
+
+
 def test_reference_format_round_trips_and_older_bundles_load(client, tmp_path):
     import dask.dataframe as dd
 

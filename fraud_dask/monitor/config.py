@@ -41,6 +41,14 @@ class MonitorConf:
     psi_feature: float = 0.2
     # ... and above this many times the input's own week-to-week PSI in the training period
     stability_factor: float = 5.0
+    # a score move fires score_drift only with an input of the same client and period drifting
+    # too (feature_drift), unless its PSI reaches psi_score_alone: the score of a model fed by
+    # growing histories and arriving labels moves by itself on a young source
+    psi_score_alone: float = 1.0
+    # inputs computed from labels (risk, target encoding) fire feature_drift too; off: measured
+    # and shown, not alerted (they move as labels arrive and as fraud happens: performance and
+    # task=explore watch that)
+    alert_label_inputs: bool = False
     # proportions below this are raised to it inside the PSI's logarithm (empty bins)
     psi_epsilon: float = 1.0e-4
     # a drift or alert-rate rule needs this many rows in the client-period
@@ -92,7 +100,16 @@ def check_monitor_conf(conf: MonitorConf) -> None:
         raise bad("bins", "at least 2")
     if conf.max_categories < 1:
         raise bad("max_categories", "at least 1")
-    for key in ("psi_score", "psi_feature", "psi_epsilon", "ap_drop", "z", "budget", "max_fpr"):
+    for key in (
+        "psi_score",
+        "psi_feature",
+        "psi_score_alone",
+        "psi_epsilon",
+        "ap_drop",
+        "z",
+        "budget",
+        "max_fpr",
+    ):
         if not getattr(conf, key) > 0:
             raise bad(key, "a positive number")
     for key in ("p_value", "budget", "max_fpr", "mature_max_pending"):

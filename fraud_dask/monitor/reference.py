@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -110,6 +110,7 @@ def build_reference(
     client_col: str = "client_id",
     period: Mapping[str, Any] | None = None,
     test: Mapping[str, Any] | None = None,
+    label_inputs: Collection[str] = (),
 ) -> dict[str, Any]:
     """The monitoring reference of a model on its training rows.
 
@@ -135,6 +136,8 @@ def build_reference(
     test : mapping, optional
         The test folds' figures recorded for the performance rule (``average_precision``,
         ``recall_at_fpr``, ``per_client``).
+    label_inputs : collection of str
+        Model inputs computed from labels (risk, target encoding): marked ``labels: true``.
 
     Returns
     -------
@@ -198,6 +201,8 @@ def build_reference(
         if spec["kind"] == "categorical":
             spec, per_client = _top_categories(spec, per_client, max_categories)
         features[name] = spec | {"counts": per_client, "stability_psi": moved}
+        if name in label_inputs:
+            features[name]["labels"] = True
     for i, t in enumerate(thresholds):
         n_alerts = int(alerts[f"t{i}"].sum())
         t["alerts"] = n_alerts
@@ -352,6 +357,14 @@ def test_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def label_fed_inputs(features: Any) -> list[str]:
+    """The outputs of a features config computed from labels (risk, target encoding)."""
+    from fraud_dask.features.plan import make_plan, spec_columns
+
+    plan = make_plan(features, spec_columns(features))
+    return [name for s in plan.stages for op in s.ops if op.reads_labels for _, name in op.outputs]
+
+
 def registration_reference(
     cfg: Any, rows: Any, model: Any, metrics: Mapping[str, Any], period: Mapping[str, Any]
 ) -> bytes:
@@ -367,5 +380,6 @@ def registration_reference(
         max_categories=int(cfg.monitor.max_categories),
         period={k: period.get(k) for k in ("fold", "start", "end")},
         test=test_figures(metrics),
+        label_inputs=label_fed_inputs(cfg.features),
     )
     return dumps(ref)

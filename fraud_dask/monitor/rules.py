@@ -12,7 +12,13 @@ to fire, so that a small client-period's sampling noise does not raise alarms:
   in a client-period of at least ``monitor.min_rows`` rows, with a chi-square p-value below
   ``monitor.p_value`` (:func:`fraud_dask.monitor.drift.psi_p_value`); on a source with several
   clients the PSI must also exceed the other clients' median PSI of that input and period by
-  the rule's bound (a move every client shares is not one client's drift);
+  the rule's bound (a move every client shares is not one client's drift). Inputs computed
+  from labels (``labels: true`` in the reference: risk, target encoding) fire no
+  ``feature_drift`` unless ``monitor.alert_label_inputs``: they move as labels arrive and as
+  fraud happens, which the performance rule and ``task=explore`` watch. A ``score_drift``
+  fires only when an input of the same client and period fired ``feature_drift`` too, or when
+  its PSI reaches ``monitor.psi_score_alone``: the score of a model fed by growing histories
+  moves by itself on a young source;
 - ``alert_rate``: the rate at the decision threshold outside ``[alert_rate_low,
   alert_rate_high]`` times the reference's, at least ``min_rows`` rows, exact binomial p-value
   below ``p_value``, at least ``min_expected_alerts`` alerts expected, outside the client's
@@ -54,6 +60,9 @@ def fire(
              for name, spec in reference["features"].items()}  # fmt: skip
     moved["score"] = dict(reference["score"].get("stability_psi") or {})
     factor = float(conf.stability_factor)
+    label_fed = {name for name, spec in reference["features"].items() if spec.get("labels")}
+    if bool(conf.alert_label_inputs):
+        label_fed = set()
     # the PSI of every client, per period and input: the others' median is the shared drift
     shared: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for row in result["drift"]:
@@ -72,6 +81,8 @@ def fire(
             for name, m in row["features"].items()
         ]
         for kind, name, m, rule in checks:
+            if name in label_fed:
+                continue  # computed from labels: measured, shown, not alerted (see the rule)
             value = m["psi"]
             own = moved.get(name, {})
             natural = own.get(row["client"], max(own.values(), default=0.0))
@@ -87,6 +98,17 @@ def fire(
                 | {"measure": "psi", "js": m["js"], "p_value": m["p_value"]}
                 | {"others_median": common if others else None}
             )
+    # the score's drift needs one of the client's inputs drifting in the period too, or a PSI
+    # beyond psi_score_alone: alone it is the inputs' own movement (growing histories)
+    inputs_moved = {(a["client_id"], a["period"]) for a in alerts if a["kind"] == "feature_drift"}
+    alone = float(conf.psi_score_alone)
+    alerts = [
+        a
+        for a in alerts
+        if a["kind"] != "score_drift"
+        or (a["client_id"], a["period"]) in inputs_moved
+        or a["value"] >= alone
+    ]
     low, high = float(conf.alert_rate_low), float(conf.alert_rate_high)
     decision = [r for r in result["alert_rate"] if r["threshold_name"] == "decision"]
     ratios: dict[str, list[tuple[str, float]]] = {}

@@ -65,7 +65,9 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     -------
     dict
         ``model``, ``start``, ``end``, ``report_date``, ``freq``, ``rows``, ``clients``,
-        ``periods``, ``alerts``, ``drift``, ``alert_rate``, ``performance``, ``report``,
+        ``periods``, ``alerts``, ``drift``, ``alert_rate``, ``performance``, ``table`` (the
+        measures as one long table, ``<run_dir>/monitor.parquet``: the ``monitor`` view of
+        ``task=sql``), ``report``,
         ``seconds`` and the source reads' ``rows_in``, ``rows_kept``, ``rows_quarantined``,
         ``by_reason``, ``dedupe``.
 
@@ -82,6 +84,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     from fraud_dask.monitor.reference import check_reference
     from fraud_dask.monitor.report import write_monitor_report
     from fraud_dask.monitor.run import monitor_scores
+    from fraud_dask.monitor.table import write_results
     from fraud_dask.registry import Registry
     from fraud_dask.score.batch import read_period
 
@@ -165,6 +168,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
         **result,
         **counts.as_dict(),
     }
+    out["table"] = str(write_results(cfg.run_dir, result))
     if conf.report:
         notes = [
             f"model {bundle.name} version {bundle.version}, trained "
