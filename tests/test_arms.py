@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
-from scoring_world import SCORE_START, build_world
+from scoring_world import SCORE_START, build_world, train_model
 from sklearn.metrics import average_precision_score
 from test_score_online import day_events
 
@@ -30,6 +30,15 @@ from fraud_dask.score.arms import (
 from fraud_dask.score.online import OnlineScorer
 
 DAY = SCORE_START + pd.Timedelta(days=1)
+
+#: other features than the world's models were trained on (labels read through risk)
+SMALL = {
+    "name": "arms-small",
+    "calendar": {"fields": ["hour"]},
+    "windows": [{"entity": ["card_id"], "windows": ["1d", "7d"], "aggs": ["count", "mean"]}],
+    "risk": [{"entity": ["card_id"], "windows": ["14d"], "outputs": ["frauds", "risk"]}],
+    "recency": [{"entity": ["card_id"]}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +173,206 @@ def test_ab_answers_by_card_and_compare_reports_the_sample_size_still_needed(wor
     )
     lo, hi = out["arms"][CHAMPION]["ci"]
     assert lo <= out["arms"][CHAMPION]["average_precision"] <= hi
+
+
+@pytest.fixture(scope="module")
+def small_model(world, client):
+    """A model trained on :data:`SMALL` (the world's registry holds two on its own features)."""
+    from fraud_dask.data import load_transactions
+    from fraud_dask.features.build import build_features
+
+    feats = client.persist(build_features(load_transactions(world.data), SMALL))
+    return train_model(client, feats, SCORE_START - pd.Timedelta(days=7))
+
+
+def _held(state):
+    """Every kept row of every entity history: (ts, tx_id, label, label time) per entity."""
+    return {
+        (st.key, key): list(
+            zip(
+                h.ts[h.lo : h.n].tolist(),
+                h.tx[h.lo : h.n].tolist(),
+                h.label[h.lo : h.n].tolist(),
+                h.known[h.lo : h.n].tolist(),
+                strict=True,
+            )
+        )
+        for st in state.stages
+        for key, h in st.entities.items()
+    }
+
+
+def test_arms_with_the_same_features_read_one_state_and_score_as_each_model_alone(
+    world, client, small_model, tmp_path
+):
+    """Two models on the world's features and two arms on other features: two feature states,
+    each event added once to each; every arm's score, answer, reasons and labels as each model
+    gives them alone through its own warm-started scorer over the same events."""
+    from fraud_dask.data import load_transactions
+
+    reg = Registry(world.registry)
+    v1, v2 = reg.load("fraud", "1"), reg.load("fraud", "2")
+
+    def make(which):
+        if which == "small":
+            return OnlineScorer(small_model, SMALL, threshold=0.3, name="small", version=7)
+        return OnlineScorer.from_bundle(which, threshold=0.3)
+
+    def warm(scorer):
+        return scorer.warm_start_source(world.data, until=DAY)
+
+    plan = [
+        (CHAMPION, v1, "champion", 0.0),
+        ("challenger-1", v2, "ab", 0.3),
+        ("challenger-2", "small", "ab", 0.2),
+        ("challenger-3", "small", "shadow", 0.0),
+    ]
+    # the first arm of each feature state is warm-started; the others read its state
+    scorers = {name: make(m) for name, m, _, _ in plan}
+    warm(scorers[CHAMPION]), warm(scorers["challenger-2"])
+    alone = {name: warm(make(m)) for name, m, _, _ in plan}
+    armed = ArmedScorer(
+        [Arm(name, scorers[name], mode, share) for name, _, mode, share in plan],
+        "one-state",
+        DecisionLog(tmp_path / "log", 10_000, 3600.0),
+    )
+    assert [[a.name for a in g.arms] for g in armed.groups] == [
+        [CHAMPION, "challenger-1"],
+        ["challenger-2", "challenger-3"],
+    ]
+    champion_state, small_state = scorers[CHAMPION].state, scorers["challenger-2"].state
+    assert scorers["challenger-1"].state is champion_state is not small_state
+    assert scorers["challenger-3"].state is small_state
+    assert [a["features_of"] for a in armed.describe()] == [CHAMPION, CHAMPION] + 2 * [
+        "challenger-2"
+    ]
+
+    events = day_events(world.data, DAY)
+    truth = load_transactions(world.data, columns=["tx_id", "is_fraud"]).compute()
+    fraud = dict(zip(truth["tx_id"].tolist(), truth["is_fraud"].astype(int).tolist(), strict=True))
+    labelled = []
+    want: dict[str, dict] = {name: {} for name in alone}
+    served = set()
+    for i, ev in enumerate(events):
+        got = armed.score(ev)
+        served.add(got["arm"])
+        for name, scorer in alone.items():
+            want[name][str(ev["tx_id"])] = scorer.score(ev, reasons=name == got["arm"])
+        expected = want[got["arm"]][str(ev["tx_id"])]
+        assert got["score"] == expected["score"] and got["alert"] == expected["alert"]
+        assert got["reasons"] == expected["reasons"] and got["model"] == expected["model"]
+        if i >= 30 and i % 5 == 0:  # labels arrive for earlier events, known from now on
+            tx = events[i - 30]["tx_id"]  # the true label, and a fraud every fourth label
+            y = int(fraud[tx] or i % 20 == 0)
+            updated = armed.label(tx, y, ev["ts"])
+            counts = {name: s.label(tx, y, ev["ts"]) for name, s in alone.items()}
+            assert updated == counts[CHAMPION] > 0
+            labelled.append(y)
+    assert served == {CHAMPION, "challenger-1", "challenger-2"}
+    assert 0 < sum(labelled) < len(labelled)
+    armed.close()
+
+    log = read_decisions(str(tmp_path / "log"))
+    assert len(log) == len(plan) * len(events) and log["error"].isna().all()
+    for name, scores in want.items():
+        mine = log[log["arm"] == name].set_index("tx_id")["score"]
+        assert {tx: mine[tx] for tx in scores} == {tx: r["score"] for tx, r in scores.items()}
+
+    # each state holds each event once: the histories of a model scored alone, row for row
+    for state, name in ((champion_state, CHAMPION), (small_state, "challenger-2")):
+        held = _held(state)
+        assert held == _held(alone[name].state)
+        cards = [rows for (key, _), rows in held.items() if key == ("card_id",)]
+        today = [tx for rows in cards for t, tx, _, _ in rows if t >= DAY.value]
+        with_card = [ev["tx_id"] for ev in events if ev["card_id"] is not None]
+        assert sorted(today) == sorted(with_card)
+
+
+def test_serve_task_scores_a_shadow_challenger_on_the_champions_feature_state(
+    world, client, tmp_path
+):
+    """task=serve with a shadow challenger on the champion's features: the challenger reads the
+    champion's state (it is not warm-started itself), the answers are the champion's and the
+    log holds both models' scores as each gives them alone."""
+    import json
+    import threading
+    import time
+    import urllib.request
+
+    from omegaconf import OmegaConf
+
+    from fraud_dask.tasks import serve as task
+
+    arms = {
+        "challengers": [{"version": "2", "name": None, "mode": "shadow", "share": 0.0}],
+        "salt": "serve-test",
+        "log_dir": str(tmp_path / "log"),
+        "log_rows_per_file": 10_000,
+        "log_max_age_s": 3600.0,
+    }
+    cfg = OmegaConf.create(
+        {
+            "data": world.data,
+            "run_dir": str(tmp_path),
+            "registry": {
+                "path": world.registry,
+                "name": "fraud",
+                "version": "1",
+                "storage_options": {},
+            },
+            "score": {
+                "threshold": 0.5,
+                "top_reasons": 3,
+                "exact_recency": True,
+                "serve": {
+                    "host": "127.0.0.1",
+                    "port": 0,
+                    "warm_start_days": None,
+                    "max_body_bytes": 65536,
+                    "lifetime_s": 15.0,
+                    "arms": arms,
+                },
+            },
+        }
+    )
+    # new events after the source's last day: the last day's, a day later, other tx ids
+    last = SCORE_START + pd.Timedelta(days=3)
+    events = []
+    for ev in day_events(world.data, last)[:40]:
+        ts = pd.Timestamp(ev["ts"]) + pd.Timedelta(days=1)
+        events.append(ev | {"ts": ts.isoformat(), "tx_id": ev["tx_id"] + 10**9})
+    alone = {}
+    for arm, version in ((CHAMPION, "1"), ("challenger-1", "2")):
+        bundle = Registry(world.registry).load("fraud", version)
+        scorer = OnlineScorer.from_bundle(bundle, threshold=0.5)
+        alone[arm] = scorer.warm_start_source(world.data)
+    want = {arm: [s.score(ev) for ev in events] for arm, s in alone.items()}
+
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(task.run(cfg, client)))
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "service.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    url = json.loads((tmp_path / "service.json").read_text())["url"]
+    answers = []
+    for ev in events:
+        request = urllib.request.Request(
+            f"{url}/score",
+            data=json.dumps(ev).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answers.append(json.loads(resp.read()))
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+
+    assert [a["features_of"] for a in result["arms"]] == [CHAMPION, CHAMPION]
+    assert result["served_by"] == {CHAMPION: len(events), "challenger-1": 0}
+    for got, expected in zip(answers, want[CHAMPION], strict=True):
+        assert got["arm"] == CHAMPION and got["score"] == expected["score"]
+    log = read_decisions(str(tmp_path / "log"))
+    assert [str(f) for f in sorted((tmp_path / "log").glob("*.parquet"))] == result["decision_log"]
+    for arm, scores in want.items():
+        mine = log[log["arm"] == arm].set_index("tx_id")["score"]
+        assert [mine[str(e["tx_id"])] for e in scores] == [e["score"] for e in scores]

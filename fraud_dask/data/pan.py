@@ -87,6 +87,12 @@ class PanHasher:
     def __repr__(self) -> str:
         return f"PanHasher(key={'<set>' if self._key else None})"
 
+    def same_key(self, other: PanHasher) -> bool:
+        """Whether ``other`` gives the same tokens (the same key, or both without one)."""
+        if self._key is None or other._key is None:
+            return self._key is other._key
+        return hmac.compare_digest(self._key, other._key)
+
     def _digest(self, digits: str, where: str) -> bytes:
         if self._key is None:
             raise UserError(

@@ -1,8 +1,11 @@
 """Champion and challengers side by side in ``task=serve``: A/B routing, shadow scoring, and the
 decision log that ``task=compare`` reads once labels arrive.
 
-:class:`ArmedScorer` holds one :class:`~fraud_dask.score.online.OnlineScorer` per arm (each
-keeps its own per-entity state, so every arm sees every event). An event's card (tokenized as
+:class:`ArmedScorer` holds one :class:`~fraud_dask.score.online.OnlineScorer` per arm. Arms
+whose models were trained on the same features read one per-entity feature state: each event's
+features are computed once and its histories updated once, and each arm only runs its model on
+them (a second model costs its prediction, not a second feature computation); an arm with
+other features keeps its own state. Every arm sees every event. An event's card (tokenized as
 the batch path tokenizes it) is hashed with ``score.serve.arms.salt`` to a number in [0, 1):
 the same card always lands in the same arm, and the arms' ``share`` of that interval is their
 share of the traffic (the champion takes what the A/B challengers leave). Every arm scores
@@ -239,6 +242,15 @@ class DecisionLog:
         return list(self.files)
 
 
+@dataclass
+class StateGroup:
+    """Arms that read one feature state: ``owner`` (the first arm's scorer) evaluates each
+    event's features once and adds the event once; every arm scores the features."""
+
+    owner: Any
+    arms: list[Arm]
+
+
 class ArmedScorer:
     """The champion and its challengers behind the scorer interface the service calls.
 
@@ -250,9 +262,21 @@ class ArmedScorer:
         The card hash's salt.
     decisions : DecisionLog or None
         Where each arm's decision goes.
+    share_features : bool
+        Arms whose scorers compute the same features
+        (:meth:`~fraud_dask.score.online.OnlineScorer.shares_state_with`) read one feature
+        state: each event's features are computed and its entities' histories updated once
+        for them all (the first such arm's state is kept). False: every arm keeps its own.
     """
 
-    def __init__(self, arms: list[Arm], salt: str, decisions: DecisionLog | None) -> None:
+    def __init__(
+        self,
+        arms: list[Arm],
+        salt: str,
+        decisions: DecisionLog | None,
+        *,
+        share_features: bool = True,
+    ) -> None:
         if not arms or arms[0].name != CHAMPION:
             raise ValueError("ArmedScorer: the first arm is the champion")
         self.arms = arms
@@ -260,6 +284,24 @@ class ArmedScorer:
         self.router = Router(arms, salt)
         self.decisions = decisions
         self.served_by: dict[str, int] = {a.name: 0 for a in arms}
+        #: the arms by feature state, the champion's first
+        self.groups: list[StateGroup] = []
+        for arm in arms:
+            group = next(
+                (
+                    g
+                    for g in self.groups
+                    if share_features
+                    and (g.owner is arm.scorer or g.owner.shares_state_with(arm.scorer))
+                ),
+                None,
+            )
+            if group is None:
+                self.groups.append(StateGroup(arm.scorer, [arm]))
+            else:
+                arm.scorer.share_state(group.owner)
+                group.arms.append(arm)
+        self._state_of = {a.name: g.arms[0].name for g in self.groups for a in g.arms}
 
     def __getattr__(self, name: str) -> Any:
         # what the service reads besides score and label (threshold, entities, name, version,
@@ -269,7 +311,8 @@ class ArmedScorer:
         return getattr(self.champion, name)
 
     def describe(self) -> list[dict[str, Any]]:
-        """Each arm: name, model, version, mode, share of the cards."""
+        """Each arm: name, model, version, mode, share of the cards, and the arm whose feature
+        state it reads (itself when it keeps its own)."""
         champion_share = 1.0 - sum(a.share for a in self.arms[1:] if a.mode == ArmMode.ab)
         return [
             {
@@ -278,6 +321,7 @@ class ArmedScorer:
                 "version": a.scorer.version,
                 "mode": "champion" if a.name == CHAMPION else str(a.mode),
                 "share": champion_share if a.name == CHAMPION else float(a.share),
+                "features_of": self._state_of[a.name],
             }
             for a in self.arms
         ]
@@ -292,19 +336,51 @@ class ArmedScorer:
         The champion scores first: an event it rejects (``ValueError``) is rejected and no arm's
         state changes. A challenger's own failure is logged and never reaches the response.
         Reason codes (``reasons``) are computed for the answering arm only.
+
+        Per feature state (:attr:`groups`): the event's features are computed once, every arm
+        reading the state scores them with its model, then the event is added to the state
+        once (if some arm of the state scored it: a challenger that rejects one of its own
+        model inputs does not keep the event from the state it shares). An arm's logged
+        latency is the feature computation, its model and the state update.
         """
         started = time.perf_counter()
         card = self.card_of(event)
         served = self.router.arm_of(card)
         results: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
-        for arm in self.arms:
-            try:
-                results[arm.name] = arm.scorer.score(event, reasons=reasons and arm.name == served)
+        for group in self.groups:
+            first = time.perf_counter()
+            champion = group.arms[0].name == CHAMPION
+            try:  # the champion rejects an event as it does alone
+                prepared = group.owner.prepare(event, every_field=champion)
             except (ValueError, OverflowError) as exc:
-                if arm.name == CHAMPION:
+                if champion:
                     raise
-                errors[arm.name] = f"{type(exc).__name__}: {exc}"
+                for arm in group.arms:
+                    errors[arm.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            shared = time.perf_counter() - first
+            scored = []
+            for arm in group.arms:
+                own = time.perf_counter()
+                try:
+                    got = arm.scorer.score_prepared(
+                        prepared, event, reasons=reasons and arm.name == served
+                    )
+                except (ValueError, OverflowError) as exc:
+                    if arm.name == CHAMPION:
+                        raise
+                    errors[arm.name] = f"{type(exc).__name__}: {exc}"
+                    continue
+                got["latency_ms"] = shared + time.perf_counter() - own
+                results[arm.name] = got
+                scored.append(got)
+            if scored:
+                update = time.perf_counter()
+                group.owner.commit(prepared)
+                update = time.perf_counter() - update
+                for got in scored:
+                    got["latency_ms"] = (got["latency_ms"] + update) * 1e3
         if served not in results:  # the challenger failed: the champion answers
             served = CHAMPION
         self.served_by[served] += 1
@@ -350,13 +426,15 @@ class ArmedScorer:
         self.decisions.tick()
 
     def label(self, tx_id: Any, is_fraud: Any, label_ts: Any = None) -> int:
-        """Feed a label to every arm's state; the champion's count is returned."""
+        """Feed a label to every feature state (once to a shared one); the champion's count of
+        histories updated is returned."""
         updated = self.champion.label(tx_id, is_fraud, label_ts)
-        for arm in self.arms[1:]:
+        for group in self.groups[1:]:
             try:
-                arm.scorer.label(tx_id, is_fraud, label_ts)
+                group.owner.label(tx_id, is_fraud, label_ts)
             except (ValueError, KeyError) as exc:
-                log.warning("arms: %s could not take the label of %s: %s", arm.name, tx_id, exc)
+                names = ", ".join(a.name for a in group.arms)
+                log.warning("arms: %s could not take the label of %s: %s", names, tx_id, exc)
         return int(updated)
 
     def close(self) -> list[str]:
@@ -524,7 +602,8 @@ def build_armed(
     load : callable
         ``(name or None, version) -> ModelBundle`` from the registry.
     make : callable
-        ``bundle -> OnlineScorer``, warm-started as the champion was.
+        ``bundle -> OnlineScorer``, warm-started as the champion was (one that computes the
+        champion's features reads the champion's state: it need not be warm-started).
     run_dir : str
         The run directory (the log goes to ``<run_dir>/decisions`` by default).
     """
@@ -540,7 +619,7 @@ def build_armed(
         DecisionLog(folder, int(conf.log_rows_per_file), float(conf.log_max_age_s)),
     )
     for a in armed.describe():
-        log.info("arm %s: %s version %s, %s, share %.3f", *a.values())
+        log.info("arm %s: %s version %s, %s, share %.3f, features of %s", *a.values())
     return armed
 
 

@@ -13,6 +13,11 @@ string or null), ``ts`` must fall in a plausible window (at most ``max_future_s`
 scorer's clock, at most ``max_past_days`` before the newest event seen), and card numbers are
 replaced by the batch path's HMAC tokens (:class:`fraud_dask.data.pan.PanHasher`) before they
 reach the state, the result or an error message.
+
+Several models trained on the same features can read one state (task=serve's champion and
+challengers, :mod:`fraud_dask.score.arms`): :meth:`OnlineScorer.prepare` checks what the state
+reads and computes the features once, :meth:`OnlineScorer.score_prepared` runs each model on
+them, :meth:`OnlineScorer.commit` adds the event once.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -75,6 +80,19 @@ def _utc_ns(value: Any, what: str) -> int:
         raise ValueError(f"{what} is empty")
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return int(stamp.value)
+
+
+class Prepared(NamedTuple):
+    """An event checked and evaluated on a feature state, not yet added to it
+    (:meth:`OnlineScorer.prepare`)."""
+
+    event: dict[str, Any]  # the fields the state reads, checked and tokenized
+    t: int  # ts, ns since the epoch (UTC)
+    tx: Any  # tx_id
+    amount: float
+    features: dict[str, float]
+    keys: list[Any]  # entity key per stage
+    places: list[int]  # position among the entity's rows per stage
 
 
 class OnlineScorer:
@@ -134,6 +152,12 @@ class OnlineScorer:
         #: fields held in the state as entity keys or counted values: integers, strings, null
         self.ids = [c for c in dict.fromkeys(c for s in self.plan.stages for c in s.columns)
                     if c not in self.raw]  # fmt: skip
+        # what the feature state reads of an event (checked once per event when arms share the
+        # state: prepare) and the model's own inputs besides (checked per arm: score_prepared)
+        held = {c for s in self.plan.stages for c in s.columns}
+        self._state_raw = [c for c in self.raw if c in held]
+        self._model_raw = [c for c in self.raw if c not in held]
+        self._state_required = [c for c in self.required if c not in self._model_raw]
         self.hasher = hasher if hasher is not None else PanHasher(None)
         self.pan_columns = frozenset(pan_columns)
         self.max_future_ns = None if max_future_s is None else int(float(max_future_s) * 1e9)
@@ -217,7 +241,9 @@ class OnlineScorer:
         reach = self.state.label_reach
         if reach is not None:  # else an unbounded window: every event can matter
             oldest = self.newest - reach
-            self._live = {tx: v for tx, v in self._live.items() if v[0] > oldest}
+            # in place: scorers sharing the state share this dict (share_state)
+            for tx in [tx for tx, v in self._live.items() if v[0] <= oldest]:
+                del self._live[tx]
         # next check when the dict has doubled again (not on every event)
         self._live_checked = max(50_000, len(self._live))
 
@@ -323,12 +349,20 @@ class OnlineScorer:
                     f"{self.max_future_ns / 1e9:g} s allowed (score.serve.max_future_s)"
                 )
 
-    def _parse(self, event: Mapping[str, Any]) -> tuple[dict[str, Any], int, Any, float]:
+    def _parse(
+        self,
+        event: Mapping[str, Any],
+        required: list[str] | None = None,
+        raw: list[str] | None = None,
+    ) -> tuple[dict[str, Any], int, Any, float]:
         """Check every field the scorer reads; the event with card numbers tokenized, its time,
-        tx_id and amount. Raises ValueError (no PAN in the message) and changes nothing."""
+        tx_id and amount. Raises ValueError (no PAN in the message) and changes nothing.
+
+        ``required`` and ``raw`` (default: all of them) narrow the check to the fields the
+        feature state reads (:meth:`prepare`)."""
         if not isinstance(event, Mapping):
             raise ValueError(f"event: expected a JSON object, got {type(event).__name__}")
-        missing = [c for c in self.required if c not in event]
+        missing = [c for c in (self.required if required is None else required) if c not in event]
         if missing:
             raise ValueError(f"event: missing field(s) {missing}; required: {self.required}")
         clean = dict(event)
@@ -343,20 +377,7 @@ class OnlineScorer:
                     redact(f"event: field {c!r} must be an integer, a string or null, got {v!r}")
                 )
             clean[c] = self._token(c, v)
-        for c in self.raw:
-            v = clean.get(c)
-            if v is None or c == "amount":  # amount: checked below
-                continue
-            if c in self.categories:
-                if not isinstance(v, int | str | float):
-                    raise ValueError(
-                        redact(f"event: field {c!r} must be a string, a number or null, got {v!r}")
-                    )
-                clean[c] = self._token(c, v)
-            elif not isinstance(v, int | float) or (
-                isinstance(v, int) and not -(2**1023) < v < 2**1023
-            ):
-                raise ValueError(redact(f"event: field {c!r} must be a number or null, got {v!r}"))
+        self._clean_raw(clean, self.raw if raw is None else raw)
         raw_ts = clean["ts"]
         if isinstance(raw_ts, bool) or not isinstance(raw_ts, str | dt.datetime | pd.Timestamp):
             raise ValueError(redact(f"event: field 'ts' must be an ISO 8601 time, got {raw_ts!r}"))
@@ -393,6 +414,23 @@ class OnlineScorer:
         tx = clean["tx_id"] = self._token("tx_id", tx)
         self.state.ensure(np.int64 if isinstance(tx, int) else object)
         return clean, t, tx, float(amount)
+
+    def _clean_raw(self, clean: dict[str, Any], columns: list[str]) -> None:
+        """Check the raw model inputs ``columns`` of ``clean``; tokenize card numbers in place."""
+        for c in columns:
+            v = clean.get(c)
+            if v is None or c == "amount":  # amount: checked by _parse
+                continue
+            if c in self.categories:
+                if not isinstance(v, int | str | float):
+                    raise ValueError(
+                        redact(f"event: field {c!r} must be a string, a number or null, got {v!r}")
+                    )
+                clean[c] = self._token(c, v)
+            elif not isinstance(v, int | float) or (
+                isinstance(v, int) and not -(2**1023) < v < 2**1023
+            ):
+                raise ValueError(redact(f"event: field {c!r} must be a number or null, got {v!r}"))
 
     def features(self, event: Mapping[str, Any]) -> dict[str, float]:
         """The event's features from the current state (the state is not changed)."""
@@ -458,9 +496,17 @@ class OnlineScorer:
         started = time.perf_counter()
         event, t, tx, amount = self._parse(event)
         feats, keys, places = self.state.evaluate(event, t, tx, amount)
-        row = self._vector(event, feats)
+        result = self._result(event, tx, feats, reasons)
+        if update:
+            self.commit(Prepared(event, t, tx, amount, feats, keys, places))
+        result["latency_ms"] = (time.perf_counter() - started) * 1e3
+        return result
+
+    def _result(self, fields: Mapping[str, Any], tx: Any, feats: Mapping[str, float],
+                reasons: bool) -> dict[str, Any]:  # fmt: skip
+        row = self._vector(fields, feats)
         score = self._predict(row)
-        result = {
+        return {
             "tx_id": tx,
             "score": score,
             "alert": score >= float(np.float32(self.threshold)),
@@ -468,11 +514,103 @@ class OnlineScorer:
             "reasons": self.reasons(row) if reasons else [],
             "model": {"name": self.name, "version": self.version},
         }
-        if update:
-            self.state.add(event, t, tx, amount, keys, places)
-            if self.state.labelled:
-                self._live[tx] = (t, tuple(keys))
-                if len(self._live) > 2 * self._live_checked:
-                    self._forget_live()
-        result["latency_ms"] = (time.perf_counter() - started) * 1e3
-        return result
+
+    # -- one feature state for several models (fraud_dask.score.arms) -----------------------
+    def shares_state_with(self, other: OnlineScorer) -> bool:
+        """Whether ``other`` computes the same features from the same checked fields.
+
+        True when both plans are equal (the same operations over the same entity keys, from
+        the same feature spec and source columns) and both check and tokenize the fields the
+        state reads alike (id fields, card-number columns and hash key, time bounds, clock).
+        Such scorers can read one :class:`~fraud_dask.features.online.OnlineFeatures`
+        (:meth:`share_state`) and give the scores each gives alone.
+        """
+        return (
+            self.plan == other.plan
+            and self.ids == other.ids
+            and [(c, c in self.categories) for c in self._state_raw]
+            == [(c, c in other.categories) for c in other._state_raw]
+            and self.pan_columns == other.pan_columns
+            and self.hasher.same_key(other.hasher)
+            and self.max_future_ns == other.max_future_ns
+            and self.max_past_ns == other.max_past_ns
+            and self.clock == other.clock
+        )
+
+    def share_state(self, owner: OnlineScorer) -> None:
+        """Read ``owner``'s feature state (and its live events) instead of an own one.
+
+        Only ``owner`` adds events to the state from then on (:meth:`prepare` and
+        :meth:`commit` through it, :meth:`score_prepared` here); scoring through this
+        scorer's :meth:`score` as well would add each event twice.
+
+        Raises
+        ------
+        ValueError
+            The scorers compute different features (:meth:`shares_state_with`).
+        """
+        if owner is self:
+            return
+        if not self.shares_state_with(owner):
+            raise ValueError(
+                f"{self.name} v{self.version} cannot share the feature state of "
+                f"{owner.name} v{owner.version}: their features differ"
+            )
+        self.state, self._id_kinds, self._live = owner.state, owner._id_kinds, owner._live
+
+    def prepare(self, event: Mapping[str, Any], *, every_field: bool = False) -> Prepared:
+        """Check the fields the feature state reads and compute the event's features.
+
+        The state is not changed (:meth:`commit` adds the event). Each scorer sharing the
+        state then scores the features with :meth:`score_prepared`.
+
+        Parameters
+        ----------
+        event : mapping
+            As for :meth:`score`.
+        every_field : bool
+            Check this model's own inputs too, in :meth:`score`'s order (a rejected event gets
+            the message :meth:`score` gives).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`score` does for the fields the state reads (all fields: ``every_field``).
+        """
+        if every_field:
+            clean, t, tx, amount = self._parse(event)
+        else:
+            clean, t, tx, amount = self._parse(event, self._state_required, self._state_raw)
+        feats, keys, places = self.state.evaluate(clean, t, tx, amount)
+        return Prepared(clean, t, tx, amount, feats, keys, places)
+
+    def score_prepared(self, prepared: Prepared, event: Mapping[str, Any], *,
+                       reasons: bool = True) -> dict[str, Any]:  # fmt: skip
+        """Score a :meth:`prepare`-d event with this scorer's model (the state is not changed).
+
+        ``event`` is the event as received: this model's own inputs beside the features are
+        checked and read from it. The result is :meth:`score`'s without ``latency_ms``.
+
+        Raises
+        ------
+        ValueError
+            A model input is missing or has a bad value.
+        """
+        fields = prepared.event
+        if self._model_raw:
+            missing = [c for c in self._model_raw if c not in event]
+            if missing:
+                raise ValueError(f"event: missing field(s) {missing}; required: {self.required}")
+            fields = dict(fields)
+            fields.update((c, event[c]) for c in self._model_raw)
+            self._clean_raw(fields, self._model_raw)
+        return self._result(fields, prepared.tx, prepared.features, reasons)
+
+    def commit(self, prepared: Prepared) -> None:
+        """Add a :meth:`prepare`-d event to the state (once, whatever reads the state)."""
+        p = prepared
+        self.state.add(p.event, p.t, p.tx, p.amount, p.keys, p.places)
+        if self.state.labelled:
+            self._live[p.tx] = (p.t, tuple(p.keys))
+            if len(self._live) > 2 * self._live_checked:
+                self._forget_live()

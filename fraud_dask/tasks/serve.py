@@ -99,8 +99,12 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     if serve_conf.arms.challengers:  # A/B or shadow challengers (fraud_dask.score.arms)
         from fraud_dask.score.arms import build_armed
 
+        champion = scorer
+
         def warmed(challenger: Any) -> Any:
             other = scorer_of(challenger)
+            if other.shares_state_with(champion):  # it reads the champion's feature state
+                return other
             if history is not None:
                 other.warm_start(history)
             else:
