@@ -63,6 +63,35 @@ def test_psi_and_jensen_shannon_match_numpy_and_scipy():
     assert codes.tolist() == [1, 2, 3, 0]  # known, other, missing
 
 
+def test_stability_compares_each_week_with_the_other_weeks():
+    from fraud_dask.monitor.reference import stability
+
+    rng = np.random.default_rng(3)
+    weeks = [
+        int(pd.Timestamp("2025-01-06", tz="UTC").value) + i * 7 * 86_400 * 10**9 for i in range(4)
+    ]
+    spec = {"kind": "numeric", "edges": [0.0, 1.0]}  # bins: <=0, (0,1], >1, missing
+    counts = {w: rng.integers(100, 400, size=4) for w in weeks}
+    counts[weeks[2]][2] += 600  # one busy week
+    weekly = pd.Series(
+        {("c1", w, b): int(n) for w, v in counts.items() for b, n in enumerate(v)}, dtype="int64"
+    )
+    weekly.index.names = ["client", "week", "bin"]
+
+    def plain_psi(e, a):  # numpy, proportions floored at 1e-4
+        e = np.maximum(e / e.sum(), 1e-4)
+        a = np.maximum(a / a.sum(), 1e-4)
+        return float(np.sum((a - e) * np.log(a / e)))
+
+    total = np.sum(list(counts.values()), axis=0)
+    expected = max(plain_psi(total - v, v) for v in counts.values())
+    got = stability(weekly, spec, min_rows=500, weeks=set(weeks))
+    assert got["c1"] == pytest.approx(expected)
+    # only the listed whole weeks count
+    small = stability(weekly, spec, min_rows=500, weeks={weeks[0]})
+    assert small["c1"] == pytest.approx(plain_psi(total - counts[weeks[0]], counts[weeks[0]]))
+
+
 def test_psi_p_value_tracks_sample_size():
     from fraud_dask.monitor.drift import psi_p_value
 
@@ -235,6 +264,11 @@ def test_score_drift_needs_an_input_moving_with_it_unless_it_is_large(client):
     assert _fired(frame, reference, psi_score_alone=0.25) == score
     # the score and an input move together: both fire
     assert _fired(_drifted(score_shift=0.12, x_shift=2.0), reference) == score | x
+    # a week holding the model's own training rows is in sample: no score alert there
+    fitted = dict(reference, period={"start": "2025-03-10", "end": "2025-03-18"})
+    assert _fired(frame, fitted, psi_score_alone=0.25) == {
+        ("score_drift", "score", "c2", "2025-03-24")
+    }
 
 
 def test_inputs_computed_from_labels_are_measured_but_alert_only_when_asked(client):
@@ -347,6 +381,52 @@ def test_reference_format_round_trips_and_older_bundles_load(client, tmp_path):
     new = registry.register("m", model, features={}, config={}, extra_files={REFERENCE: data})
     assert registry.load("m", old).reference is None  # registered without one: still loads
     assert registry.load("m", new).reference == back
+
+
+def test_the_score_reference_is_taken_on_the_rows_after_training(client):
+    """Inputs on the training rows; the score, its bins and the alert rates on the rows the
+    model was not fitted on (when there are enough), counted as pandas counts them."""
+    import dask.dataframe as dd
+
+    from fraud_dask.monitor.drift import bin_codes
+    from fraud_dask.monitor.reference import MIN_SCORE_ROWS, build_reference
+    from fraud_dask.train.models.logistic import LogisticModel
+
+    train = _scored_frame(1).drop(columns=["score"])
+    after = _scored_frame(2).drop(columns=["score"])
+    after["x"] += 0.7  # new rows score higher than the training rows
+    coef = {"mean": [0.0, 30.0], "scale": [1.0, 30.0], "coef": [1.5, 0.5], "intercept": -3.0}
+    model = LogisticModel(columns=["x", "amount"], categories={}, coef=coef)
+
+    def reference(score_rows: pd.DataFrame | None) -> dict:
+        return build_reference(
+            dd.from_pandas(train, npartitions=3),
+            model,
+            threshold=0.5,
+            bins=5,
+            period={"start": "2025-03-03", "end": "2025-03-30"},
+            score_frame=None if score_rows is None else dd.from_pandas(score_rows, npartitions=2),
+            score_period={"start": "2025-03-31", "end": "2025-04-27"},
+        )
+
+    ref = reference(after)
+    assert ref["score"]["rows"]["rows"] == "after_training"
+    assert ref["score"]["rows"]["count"] == len(after)
+    probs = pd.Series(model.predict_partition(after), index=after.index)
+    for c, part in after.groupby("client_id"):
+        codes = bin_codes(probs[part.index], ref["score"])
+        expect = np.bincount(codes, minlength=len(ref["score"]["edges"]) + 2)
+        assert ref["score"]["counts"][c] == expect.tolist()
+        got = ref["thresholds"][0]["by_client"][c]
+        assert got["rows"] == len(part) and got["alerts"] == int((probs[part.index] >= 0.5).sum())
+    # inputs stay on the training rows
+    x_counts = {c: sum(v) for c, v in ref["features"]["x"]["counts"].items()}
+    assert x_counts == train["client_id"].value_counts().to_dict() == ref["clients"]
+    # too few rows after training: the score falls back to the training rows
+    small = reference(after.iloc[: MIN_SCORE_ROWS - 1])
+    assert small["score"]["rows"]["rows"] == "training"
+    train_probs = model.predict_partition(train)
+    assert small["thresholds"][0]["alert_rate"] == pytest.approx(float((train_probs >= 0.5).mean()))
 
 
 def test_bad_monitor_values_are_one_line_user_errors():

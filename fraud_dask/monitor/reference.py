@@ -34,6 +34,8 @@ QUANTILES = "dask Series.quantile (approximate: per-partition percentiles merged
 SCORE_MIN_LOGIT_GAP = 0.25
 #: rows a training week needs to count in an input's stability (week-to-week PSI)
 STABILITY_MIN_ROWS = 500
+#: rows after the training period needed to take the score's reference on them
+MIN_SCORE_ROWS = 1000
 #: the client a source without a client column is counted under
 DEFAULT_CLIENT = "default"
 
@@ -62,10 +64,14 @@ def _with_week(part: pd.DataFrame) -> pd.DataFrame:
 def stability(
     weekly: pd.Series, spec: Mapping[str, Any], min_rows: int, weeks: set[int] | None
 ) -> dict[str, float]:
-    """Per client, the largest PSI of one whole training week against the client's whole
-    training period, over the weeks with at least ``min_rows`` rows: how much the input moves
-    by itself from week to week (inputs over a growing history, such as all-history target
-    encodings or long risk windows, move a lot). ``weeks``: the whole weeks (None: all)."""
+    """Per client, the largest PSI of one whole training week against the client's other
+    training weeks, over the weeks with at least ``min_rows`` rows: how much the input moves by
+    itself from week to week (inputs over a growing history, such as all-history target
+    encodings or long risk windows, move a lot). ``weeks``: the whole weeks (None: all).
+
+    Each week is compared with the rest, not with a whole that holds it: a monitored week is
+    new rows, and an input that a few merchants or terminals dominate moves more from one week
+    to an unseen one than a week does from a total it is part of."""
     from fraud_dask.monitor.drift import psi
 
     size = n_bins(spec)
@@ -76,9 +82,9 @@ def stability(
     for client, vectors in by_week.items():
         total = np.sum(list(vectors.values()), axis=0)
         values = [
-            psi(total, v)
+            psi(total - v, v)
             for w, v in vectors.items()
-            if v.sum() >= min_rows and (weeks is None or int(w) in weeks)
+            if v.sum() >= min_rows and (weeks is None or int(w) in weeks) and total.sum() > v.sum()
         ]
         out[client] = float(max(values)) if values else 0.0
     return out
@@ -111,8 +117,11 @@ def build_reference(
     period: Mapping[str, Any] | None = None,
     test: Mapping[str, Any] | None = None,
     label_inputs: Collection[str] = (),
+    score_frame: Any = None,
+    score_period: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The monitoring reference of a model on its training rows.
+    """The monitoring reference of a model: its inputs on its training rows, its score and
+    alert rates on the rows after them (out of sample) when given.
 
     Parameters
     ----------
@@ -138,6 +147,13 @@ def build_reference(
         ``recall_at_fpr``, ``per_client``).
     label_inputs : collection of str
         Model inputs computed from labels (risk, target encoding): marked ``labels: true``.
+    score_frame : dask.dataframe.DataFrame, optional
+        Rows the model was not fitted on (the period after its training rows): the score's
+        bins, counts and stability and the thresholds' alert rates are taken on them, as new
+        rows will score, when they hold at least ``MIN_SCORE_ROWS`` rows; otherwise (and when
+        not given) on the training rows, where a fitted model scores its frauds higher.
+    score_period : mapping, optional
+        The period of ``score_frame`` (``start``, ``end``), recorded with the score.
 
     Returns
     -------
@@ -149,24 +165,43 @@ def build_reference(
     if bins < 2:
         raise ValueError(f"monitor.bins: got {bins}, expected at least 2")
     has_client = client_col in frame.columns
+    client = client_col if has_client else None
     cats = {c: list(v) for c, v in dict(model.categories).items() if c in model.columns}
     numeric = [c for c in model.columns if c not in cats]
-    scored = model.score(_client_frame(frame, client_col if has_client else None))
-    scored = scored[["client", "ts", *model.columns, "score"]]
+    weeks = whole_weeks(period)
+    score_source, score_weeks = frame, weeks
+    score_about: dict[str, Any] = {"rows": "training", **dict(period or {})}
+    if score_frame is not None:
+        n_after = int(len(score_frame))
+        if n_after >= MIN_SCORE_ROWS:
+            score_source, score_weeks = score_frame, whole_weeks(score_period)
+            score_about = {"rows": "after_training", "count": n_after, **dict(score_period or {})}
+        else:
+            log.info(
+                "monitoring reference: %d rows after the training period (< %d): the score's "
+                "reference is taken on the training rows",
+                n_after,
+                MIN_SCORE_ROWS,
+            )
+    inputs = _client_frame(frame, client)[["client", "ts", *model.columns]]
+    inputs = inputs.map_partitions(_with_week, meta=_with_week(inputs._meta)).persist()
+    scored = model.score(_client_frame(score_source, client))[["client", "ts", "score"]]
     scored = scored.map_partitions(_with_week, meta=_with_week(scored._meta)).persist()
     try:
         qs = [i / bins for i in range(1, bins)]
         budget_qs = [1.0 - float(b) for b in budgets]
-        lazy = [scored[c].quantile(qs) for c in numeric]
+        lazy = [inputs[c].quantile(qs) for c in numeric]
         lazy.append(scored["score"].quantile(qs + budget_qs))
+        lazy.append(inputs.groupby("client", observed=True).size())
         found = dask.compute(*lazy)
+        rows_by_client = found[-1]
         specs: dict[str, dict[str, Any]] = {}
-        for col, values in zip(numeric, found[:-1], strict=True):
+        for col, values in zip(numeric, found[:-2], strict=True):
             specs[col] = {"kind": "numeric", "edges": _edges(values)}
         for col, values in cats.items():
             specs[col] = {"kind": "categorical", "categories": [str(v) for v in values]}
-        score_q = np.asarray(found[-1], dtype=np.float64)
-        specs[SCORE] = {"kind": "numeric", "edges": _score_edges(_edges(score_q[: len(qs)]))}
+        score_q = np.asarray(found[-2], dtype=np.float64)
+        score_spec = {SCORE: {"kind": "numeric", "edges": _score_edges(_edges(score_q[: len(qs)]))}}
         thresholds: list[dict[str, Any]] = [
             {"name": "decision", "threshold": float(threshold), "source": "score.threshold"}
         ] + [
@@ -175,52 +210,63 @@ def build_reference(
         ]
         values_t = [t["threshold"] for t in thresholds]
         keys = ["client", "week"]
-        meta = binned_counts(scored._meta, specs, keys)
-        counts_lazy = scored.map_partitions(binned_counts, specs, keys, meta=meta)
+        in_lazy = inputs.map_partitions(
+            binned_counts, specs, keys, meta=binned_counts(inputs._meta, specs, keys)
+        )
+        sc_lazy = scored.map_partitions(
+            binned_counts, score_spec, keys, meta=binned_counts(scored._meta, score_spec, keys)
+        )
         t_meta = _threshold_rows(scored._meta, values_t)
         alerts_lazy = scored.map_partitions(_threshold_rows, values_t, meta=t_meta)
-        counts, alerts = dask.compute(counts_lazy, alerts_lazy)
+        in_counts, sc_counts, alerts = dask.compute(in_lazy, sc_lazy, alerts_lazy)
     finally:
-        del scored
-    weekly = counts.groupby(["feature", "client", "week", "bin"], observed=True)["count"].sum()
-    weeks = whole_weeks(period)
-    counts = counts.groupby(["client", "feature", "bin"], observed=True)["count"].sum()
-    weekly_alerts = alerts.groupby(["client", "week"], observed=True).sum()
-    alerts = alerts.groupby("client", observed=True).sum().drop(columns="week")
-    clients = {str(c): int(n) for c, n in alerts["rows"].items()}
+        del scored, inputs
+    clients = {str(c): int(n) for c, n in rows_by_client.items()}
     total = int(sum(clients.values()))
     features: dict[str, dict[str, Any]] = {}
-    named = set(weekly.index.get_level_values(0))
-    for name, spec in specs.items():
-        per_client = {
-            client: _vector(counts, client, name, n_bins(spec)) for client in sorted(clients)
-        }
-        moved = (
-            stability(weekly.loc[name], spec, STABILITY_MIN_ROWS, weeks) if name in named else {}
-        )
-        if spec["kind"] == "categorical":
-            spec, per_client = _top_categories(spec, per_client, max_categories)
-        features[name] = spec | {"counts": per_client, "stability_psi": moved}
-        if name in label_inputs:
-            features[name]["labels"] = True
+    weekly_alerts = alerts.groupby(["client", "week"], observed=True).sum()
+    alerts = alerts.groupby("client", observed=True).sum().drop(columns="week")
+    for table, these, its_weeks in (
+        (in_counts, specs, weeks),
+        (sc_counts, score_spec, score_weeks),
+    ):
+        weekly = table.groupby(["feature", "client", "week", "bin"], observed=True)["count"].sum()
+        counts = table.groupby(["client", "feature", "bin"], observed=True)["count"].sum()
+        named = set(weekly.index.get_level_values(0))
+        who = sorted(clients) if these is specs else sorted(str(c) for c in alerts.index)
+        for name, spec in these.items():
+            per_client = {c: _vector(counts, c, name, n_bins(spec)) for c in who}
+            moved = (
+                stability(weekly.loc[name], spec, STABILITY_MIN_ROWS, its_weeks)
+                if name in named
+                else {}
+            )
+            if spec["kind"] == "categorical":
+                spec, per_client = _top_categories(spec, per_client, max_categories)
+            features[name] = spec | {"counts": per_client, "stability_psi": moved}
+            if name in label_inputs:
+                features[name]["labels"] = True
+    features[SCORE]["rows"] = score_about
+    scored_total = int(alerts["rows"].sum())
     for i, t in enumerate(thresholds):
         n_alerts = int(alerts[f"t{i}"].sum())
         t["alerts"] = n_alerts
-        t["alert_rate"] = n_alerts / total if total else None
+        t["alert_rate"] = n_alerts / scored_total if scored_total else None
         t["by_client"] = {
             str(c): {
                 "rows": int(r["rows"]),
                 "alerts": int(r[f"t{i}"]),
                 "alert_rate": float(r[f"t{i}"] / r["rows"]) if r["rows"] else None,
-                "weekly_range": _weekly_range(weekly_alerts.loc[c], f"t{i}", weeks),
+                "weekly_range": _weekly_range(weekly_alerts.loc[c], f"t{i}", score_weeks),
             }
             for c, r in alerts.iterrows()
         }
     log.info(
-        "monitoring reference: %d rows, %d client(s), %d inputs",
+        "monitoring reference: %d rows, %d client(s), %d inputs; score on %s rows",
         total,
         len(clients),
         len(cats) + len(numeric),
+        score_about["rows"],
     )
     return {
         "format": FORMAT,
@@ -366,11 +412,18 @@ def label_fed_inputs(features: Any) -> list[str]:
 
 
 def registration_reference(
-    cfg: Any, rows: Any, model: Any, metrics: Mapping[str, Any], period: Mapping[str, Any]
+    cfg: Any,
+    rows: Any,
+    model: Any,
+    metrics: Mapping[str, Any],
+    period: Mapping[str, Any],
+    after: Any = None,
+    after_period: Mapping[str, Any] | None = None,
 ) -> bytes:
     """``reference.json`` of a model being registered: :func:`build_reference` on its training
-    rows with the run's decision threshold (``score.threshold``), the ``monitor`` bins and the
-    test figures of ``metrics``."""
+    rows (and its score on ``after``, the rows of ``after_period`` that followed them) with the
+    run's decision threshold (``score.threshold``), the ``monitor`` bins and the test figures
+    of ``metrics``."""
     ref = build_reference(
         rows,
         model,
@@ -381,5 +434,7 @@ def registration_reference(
         period={k: period.get(k) for k in ("fold", "start", "end")},
         test=test_figures(metrics),
         label_inputs=label_fed_inputs(cfg.features),
+        score_frame=after,
+        score_period=after_period,
     )
     return dumps(ref)

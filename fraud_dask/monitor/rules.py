@@ -19,6 +19,8 @@ to fire, so that a small client-period's sampling noise does not raise alarms:
   fires only when an input of the same client and period fired ``feature_drift`` too, or when
   its PSI reaches ``monitor.psi_score_alone``: the score of a model fed by growing histories
   moves by itself on a young source;
+- ``score_drift`` and ``alert_rate`` do not fire on a period that holds the model's own
+  training rows (``in_sample``): a fitted model scores them as it will score no new row;
 - ``alert_rate``: the rate at the decision threshold outside ``[alert_rate_low,
   alert_rate_high]`` times the reference's, at least ``min_rows`` rows, exact binomial p-value
   below ``p_value``, at least ``min_expected_alerts`` alerts expected, outside the client's
@@ -75,7 +77,9 @@ def fire(
         if row["rows"] < min_rows or not row["complete"]:
             continue  # too few rows, or a period cut by the monitored range (calendar inputs)
         where = {"client_id": row["client"], "period": row["period"], "rows": row["rows"]}
-        checks = [("score_drift", "score", row["score"], float(conf.psi_score))]
+        checks = []
+        if not row.get("in_sample"):  # the model's own training rows score as no new row will
+            checks.append(("score_drift", "score", row["score"], float(conf.psi_score)))
         checks += [
             ("feature_drift", name, m, float(conf.psi_feature))
             for name, m in row["features"].items()
@@ -116,7 +120,7 @@ def fire(
         if row["rows"] >= min_rows and row["ratio"] is not None:
             ratios.setdefault(row["period"], []).append((row["client"], row["ratio"]))
     for row in decision:
-        if row["rows"] < min_rows or not row["complete"]:
+        if row["rows"] < min_rows or not row["complete"] or row.get("in_sample"):
             continue
         ratio, p = row["ratio"], row["p_value"]
         if ratio is None or p is None or p >= alpha or low <= ratio <= high:

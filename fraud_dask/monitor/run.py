@@ -161,7 +161,9 @@ def monitor_scores(
     covered : (start, end), optional
         The monitored range; a period not wholly inside it is ``complete: false`` and no drift
         or alert-rate rule fires on it (a cut week's calendar inputs are not drift). Default:
-        every period is complete.
+        every period is complete. A period that holds rows of the reference's training
+        ``period`` is ``in_sample: true``: the model was fitted on them, so its score there is
+        not what new rows get, and no score-drift or alert-rate rule fires on it.
 
     Returns
     -------
@@ -235,11 +237,24 @@ def monitor_scores(
         first = pd.Timestamp(int(period), tz="UTC")
         return (lo is None or first >= lo) and (hi is None or first + length <= hi)
 
+    fitted = reference.get("period") or {}
+    fit_lo, fit_hi = _utc(fitted.get("start")), _utc(fitted.get("end"))
+
+    def in_sample(period: Any) -> bool:
+        """Whether the period holds rows the model was fitted on (its training period)."""
+        if fit_lo is None or fit_hi is None:
+            return False
+        first = pd.Timestamp(int(period), tz="UTC")
+        return first < fit_hi + pd.Timedelta(days=1) and first + length > fit_lo
+
     drift = _drift_rows(counts_t, alerts_t, reference, specs, conf)
     rates = _rate_rows(alerts_t, reference, conf)
-    complete = {_day(p): whole(p) for p in set(alerts_t.index.get_level_values(1))}
+    periods = set(alerts_t.index.get_level_values(1))
+    complete = {_day(p): whole(p) for p in periods}
+    fitted_on = {_day(p): in_sample(p) for p in periods}
     for row in [*drift, *rates]:
         row["complete"] = complete[row["period"]]
+        row["in_sample"] = fitted_on[row["period"]]
     expected = dict(expected_ap) if expected_ap is not None else expected_ap_of(reference)
     clusters = None
     if got.get("fraud_cards") is not None:

@@ -15,6 +15,8 @@
 - ``rows`` (int64): rows of the client in the period;
 - ``complete`` (bool): the period lies wholly inside the monitored range (drift and
   alert-rate rules fire on complete periods only);
+- ``in_sample`` (bool): the period holds rows the model was fitted on (no score-drift or
+  alert-rate rule fires on it);
 - ``pending_share`` (double): share of the period's rows whose label is not known by the
   report date;
 - ``mature`` (bool): the period's labels are complete by the source's label delay;
@@ -63,6 +65,7 @@ SCHEMA = pa.schema(
         ("value", pa.float64()),
         ("rows", pa.int64()),
         ("complete", pa.bool_()),
+        ("in_sample", pa.bool_()),
         ("pending_share", pa.float64()),
         ("mature", pa.bool_()),
         ("alert", pa.bool_()),
@@ -94,7 +97,7 @@ def results_table(result: Mapping[str, Any]) -> pd.DataFrame:
         for p in result.get("performance", [])
     }
     complete = {
-        (str(r["client"]), str(r["period"])): r.get("complete")
+        (str(r["client"]), str(r["period"])): (r.get("complete"), r.get("in_sample"))
         for r in [*result.get("drift", []), *result.get("alert_rate", [])]
     }
     rows: list[tuple[Any, ...]] = []
@@ -113,7 +116,7 @@ def results_table(result: Mapping[str, Any]) -> pd.DataFrame:
                     measure,
                     _num(value),
                     int(rec["rows"]),
-                    complete.get((client, period)),
+                    *complete.get((client, period), (None, None)),
                     _num(pending),
                     mature,
                     alert,

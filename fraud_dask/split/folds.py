@@ -372,6 +372,14 @@ def select_train(frame: dd.DataFrame, fold: Fold, *, ts_col: str = "ts") -> dd.D
     return _between(frame, fold.train_start, fold.train_end, ts_col)
 
 
+def select_after_train(frame: dd.DataFrame, fold: Fold, *, ts_col: str = "ts") -> dd.DataFrame:
+    """Every row after the fold's training period up to its test end (gap and test, no card
+    dropped), lazily: what the fold's model scores as new rows. Rows with
+    ``train_end < day(ts) <= test_end``."""
+    _require(frame, [ts_col], f"select_after_train({fold.name})")
+    return _between(frame, fold.train_end + ONE_DAY, fold.test_end, ts_col)
+
+
 def known_compromised(
     frame: dd.DataFrame,
     fold: Fold,

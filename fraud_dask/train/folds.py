@@ -334,6 +334,7 @@ def register_newest(
     from fraud_dask.monitor.reference import registration_reference
     from fraud_dask.registry import REFERENCE, Registry, data_fingerprint, redact_url
     from fraud_dask.split import select_train
+    from fraud_dask.split.folds import select_after_train
 
     newest = max(folds, key=lambda f: f.train_end)
     model = models[newest.name][str(cfg.model.kind)]
@@ -346,8 +347,14 @@ def register_newest(
         "rows": fingerprint["rows"],
         "frauds": int(rows["is_fraud"].sum().compute()),
     }
-    # the training reference for monitoring: binned inputs and score, thresholds, test AP
-    reference = registration_reference(cfg, rows, model, metrics, training)
+    # the training reference for monitoring: binned inputs on the training rows, the score and
+    # its alert rates on the rows after them (gap and test: scored as new rows will be)
+    after = select_after_train(frame, newest)
+    first = newest.train_end + dt.timedelta(days=1)
+    after_period = {"start": first.isoformat(), "end": newest.test_end.isoformat()}
+    reference = registration_reference(
+        cfg, rows, model, metrics, training, after=after, after_period=after_period
+    )
     name = str(cfg.registry.name)
     config = redacted(cfg)
     config.data.path = redact_url(str(config.data.path))  # redacted() sees keys, not URLs
