@@ -3,8 +3,9 @@ monitored over both periods of a source where one client's amounts shift in the 
 
 The alerts must name that client and the shifted input, and nothing else fires for the other
 clients; the same source unshifted fires nothing. The features are the default set, whose
-all-history encodings and label-fed inputs move by themselves on a young source. The shift is made twice: by hand with pandas on the generated rows, and by the
-generator's own drift option (``data.synthetic.drift.client_shift``).
+all-history encodings and label-fed inputs move by themselves on a young source. The shift is
+made twice: by hand with pandas on the generated rows, and by the generator's own drift option
+(``data.synthetic.drift.client_shift``).
 """
 
 from __future__ import annotations
