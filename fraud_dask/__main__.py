@@ -81,11 +81,13 @@ def check_config(cfg: Config) -> None:
     """
     from fraud_dask.cluster import check_cluster_conf
     from fraud_dask.data.config import check_data_conf
+    from fraud_dask.monitor.config import check_monitor_conf
     from fraud_dask.score.config import check_serve_conf
 
     check_cluster_conf(cfg.cluster)
     check_data_conf(cfg.data)
     check_serve_conf(cfg.score.serve)
+    check_monitor_conf(cfg.monitor)
 
 
 def needs_cluster(task: Any) -> bool:

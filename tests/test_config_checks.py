@@ -42,6 +42,7 @@ BAD = [
     ("data.start=yesterday-ish", "data.start: got 'yesterday-ish'"),
     ("data.end=2024-01-01", None),  # start (null) .. end: fine on its own
     ("data.pan.key_file=/no/such/key", "data.pan.key_file: got '/no/such/key'"),
+    ("task=monitor monitor.bins=1", "monitor.bins: got 1, expected at least 2"),
 ]
 
 
