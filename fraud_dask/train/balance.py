@@ -15,6 +15,26 @@ import numpy as np
 import pandas as pd
 
 
+def sample_genuine(
+    part: pd.DataFrame, label: str, rate: float, seed: int, partition_info: dict | None = None
+) -> pd.DataFrame:
+    """Every fraud of ``part`` and each genuine row with probability ``rate`` (seeded by the
+    partition number, so a rerun draws the same rows); for ``map_partitions``."""
+    number = (partition_info or {}).get("number", 0)
+    draw = np.random.default_rng([seed, number]).random(len(part))
+    keep = (part[label].to_numpy() == 1) | (draw < rate)
+    return part[keep]
+
+
+def genuine_rate(total: int, frauds: int, max_rows: int | None) -> float:
+    """The share of the genuine rows kept so that about ``max_rows`` rows remain with every
+    fraud (1.0: no sampling, when ``max_rows`` is unset or not exceeded)."""
+    if not max_rows or total <= int(max_rows) or total <= frauds:
+        return 1.0
+    rate = max(0.0, int(max_rows) - frauds) / (total - frauds)
+    return min(1.0, max(rate, 1e-6))
+
+
 def _length(part: pd.DataFrame) -> pd.Series:
     return pd.Series([len(part)], dtype="int64")
 

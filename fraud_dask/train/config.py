@@ -90,7 +90,13 @@ class ModelConf:
         Largest share of a training period held out for early stopping when ``valid_days`` is
         None.
     refit : bool
-        After early stopping, retrain on the whole training period with the best round count.
+        After early stopping, retrain on the whole training period with the best round count
+        (false: keep the early-stopped model, trained on the period less its early-stopping
+        days).
+    max_rows : int or None
+        Training rows above which XGBoost fits every fraud and a share of the genuine rows, each
+        genuine row weighing the inverse of that share (the weighted rows stand for the whole
+        period); None: every row.
     imbalance : Imbalance
         ``none``, ``scale_pos_weight`` or ``weights``.
     pos_weight : float or None
@@ -137,6 +143,7 @@ class ModelConf:
     valid_min_frauds: int = 50
     valid_max_share: float = 0.25
     refit: bool = True
+    max_rows: int | None = None
     imbalance: Imbalance = Imbalance.none
     pos_weight: float | None = None
     categorical: list[str] = field(default_factory=list)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from fraud_dask.train.balance import balance
+from fraud_dask.train.balance import balance, genuine_rate, sample_genuine
 from fraud_dask.train.config import ModelConf, feature_columns
 from fraud_dask.train.encode import encode_partition, matrix_meta
 from fraud_dask.train.models.base import Model
@@ -26,17 +26,6 @@ log = logging.getLogger(__name__)
 
 #: dask-ml ``LogisticRegression`` parameters read from ``params``.
 _LR_KEYS = ("C", "solver", "max_iter", "tol", "penalty")
-
-
-def _sample_genuine(
-    part: pd.DataFrame, label: str, rate: float, seed: int, partition_info: dict | None = None
-) -> pd.DataFrame:
-    """Every fraud of ``part`` and each genuine row with probability ``rate`` (seeded by the
-    partition number, so a rerun draws the same rows)."""
-    number = (partition_info or {}).get("number", 0)
-    draw = np.random.default_rng([seed, number]).random(len(part))
-    keep = (part[label].to_numpy() == 1) | (draw < rate)
-    return part[keep]
 
 
 @dataclass
@@ -119,7 +108,9 @@ class LogisticModel(Model):
         ``tol_per_row`` instead sets ``tol`` to ``tol_per_row * rows``, scikit-learn's test.
         ``max_rows``: above it, every fraud and a fixed share of the genuine rows are fitted (the
         solver passes over the rows on every iteration), the intercept corrected by the log of
-        that share so that scores stay probabilities of the whole population.
+        that share so that scores stay probabilities of the whole population. ``local_rows``:
+        when the rows fitted are at most this many, scikit-learn fits them in one worker task
+        (:func:`_fit_local`; L2 penalty only) instead of dask-ml.
         """
         import dask
         from dask_ml.linear_model import LogisticRegression
@@ -143,21 +134,37 @@ class LogisticModel(Model):
                 "give one of them"
             )
         max_rows = given.get("max_rows")
-        rate = 1.0
-        if max_rows:
+        local_rows = given.get("local_rows")
+        rate, expected = 1.0, None
+        started = time.perf_counter()
+        if max_rows or local_rows:
             total, frauds = dask.compute(train_frame[label].count(), train_frame[label].sum())
-            if int(total) > int(max_rows) and int(total) > int(frauds):
+            rate = genuine_rate(int(total), int(frauds), int(max_rows) if max_rows else None)
+            expected = int(frauds) + (int(total) - int(frauds)) * rate
+            if rate < 1.0:
                 # case-control sampling: every fraud, a fixed share of the genuine rows; the
                 # slopes are unbiased and the intercept is corrected by log(rate) below
-                rate = max(0.0, (int(max_rows) - int(frauds))) / (int(total) - int(frauds))
-                rate = min(1.0, max(rate, 1e-6))
                 train_frame = train_frame[[*columns, label]].map_partitions(
-                    _sample_genuine,
+                    sample_genuine,
                     label,
                     rate,
                     int(seed),
                     meta=train_frame[[*columns, label]]._meta,
                 )
+        penalty = str(lr_params.get("penalty", "l2"))
+        if local_rows and expected is not None and expected <= int(local_rows) and penalty == "l2":
+            return cls._fit_in_task(
+                client,
+                train_frame[[*columns, label]],
+                columns,
+                label,
+                lr_params,
+                given,
+                rate=rate,
+                seed=seed,
+                started=started,
+                dropped=sorted(categorical),
+            )
         part, sizes = balance(client, train_frame[[*columns, label]], 1)
         x = part.map_partitions(encode_partition, columns, {}, meta=matrix_meta(columns))
         mean, std, n, pos = dask.compute(
@@ -184,7 +191,7 @@ class LogisticModel(Model):
         y = part[label].astype("float64").to_dask_array(lengths=sizes)
         # the solver passes over the matrix once per iteration: hold it in worker memory
         z, y = dask.persist(z, y)
-        started = time.perf_counter()
+        solver_started = time.perf_counter()
         with pywarnings.catch_warnings():
             # dask-glm sets the deprecated `fuse_ave_width` config key on every fit: nothing a
             # user can act on
@@ -192,7 +199,7 @@ class LogisticModel(Model):
                 "ignore", message=".*fuse_ave_width.*", category=FutureWarning
             )
             est = LogisticRegression(random_state=seed, **lr_params).fit(z, y)
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - solver_started
         full = np.zeros(len(columns))
         full[keep] = np.asarray(est.coef_, dtype=float).ravel()
         coef = {
@@ -208,9 +215,120 @@ class LogisticModel(Model):
             "dropped": sorted(categorical),
             "constant": [c for c, flat in zip(columns, constant, strict=True) if flat],
             "genuine_sampled": rate,
+            "solver": "dask-ml",
             "seconds": round(seconds, 2),
+            "total_seconds": round(time.perf_counter() - started, 2),
         }
         log.info(
             "logistic baseline: %d rows, %d inputs, fitted in %.1f s", int(n), len(columns), seconds
         )
         return cls(columns, {}, "cpu", info, coef=coef)
+
+    @classmethod
+    def _fit_in_task(
+        cls,
+        client: Any,
+        frame: Any,
+        columns: list[str],
+        label: str,
+        lr_params: dict[str, Any],
+        given: dict[str, Any],
+        *,
+        rate: float,
+        seed: int,
+        started: float,
+        dropped: list[str],
+    ) -> Self:
+        """The same fit as scikit-learn's ``LogisticRegression`` (L-BFGS, L2) in one worker task
+        on the rows gathered there: for rows that fit one worker, instead of dask-glm's L-BFGS,
+        every iteration of which is a round of tasks through the scheduler."""
+        import dask
+
+        task = dask.delayed(_fit_local, pure=False)(
+            frame.to_delayed(), columns, label, lr_params, given, int(seed)
+        )
+        out = client.compute(task).result()
+        if not out["varying"]:
+            raise ValueError(f"logistic baseline: every input is constant in training: {columns}")
+        constant = np.asarray(out["constant"], dtype=bool)
+        coef = {
+            "mean": out["mean"],
+            "scale": out["scale"],
+            "intercept": out["intercept"] + float(np.log(rate)),
+            "coef": out["coef"],  # in input order, zero for the constant inputs
+        }
+        info = {
+            "rows": out["rows"],
+            "frauds": out["frauds"],
+            "params": out["params"],
+            "dropped": dropped,
+            "constant": [c for c, flat in zip(columns, constant, strict=True) if flat],
+            "genuine_sampled": rate,
+            "solver": "scikit-learn in one task",
+            "iterations": out["iterations"],
+            "seconds": out["seconds"],
+            "total_seconds": round(time.perf_counter() - started, 2),
+        }
+        log.info(
+            "logistic baseline: %d rows, %d inputs, fitted in one task in %.1f s",
+            out["rows"],
+            len(columns),
+            out["seconds"],
+        )
+        return cls(columns, {}, "cpu", info, coef=coef)
+
+
+def _fit_local(
+    parts: list[pd.DataFrame],
+    columns: list[str],
+    label: str,
+    lr_params: dict[str, Any],
+    given: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Standardize and fit scikit-learn's L-BFGS logistic regression on the rows of ``parts``
+    (in a worker). The objective is dask-glm's up to a constant factor (scikit-learn's loss is
+    the mean over the rows, dask-glm's the sum): ``tol_per_row`` is scikit-learn's ``tol``, a
+    ``tol`` given for dask-glm is divided by the rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.concat(parts) if parts else pd.DataFrame(columns=[*columns, label])
+    x = encode_partition(frame, columns, {}).astype(np.float64)
+    y = frame[label].to_numpy(dtype=np.float64)
+    n = len(y)
+    mean = np.array(x.mean().fillna(0.0), dtype=np.float64)
+    scale = np.array(x.std(ddof=0).fillna(0.0), dtype=np.float64)
+    constant = scale == 0
+    scale[constant] = 1.0
+    keep = ~constant
+    z = ((x.to_numpy() - mean) / scale)[:, keep]
+    z[np.isnan(z)] = 0.0
+    if "tol" in given:
+        tol = float(given["tol"]) / max(n, 1)
+    elif given.get("tol_per_row") is not None:
+        tol = float(given["tol_per_row"])
+    else:
+        tol = 1e-4 / max(n, 1)  # dask-glm's default test on the summed loss
+    params = {"C": float(lr_params["C"]), "max_iter": int(lr_params["max_iter"]), "tol": tol}
+    full = np.zeros(len(columns))
+    started = time.perf_counter()
+    iterations = 0
+    intercept = 0.0
+    if keep.any():
+        est = LogisticRegression(solver="lbfgs", random_state=seed, **params).fit(z, y)
+        full[keep] = est.coef_.ravel()
+        intercept = float(est.intercept_[0])
+        iterations = int(np.max(est.n_iter_))
+    return {
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "constant": constant.tolist(),
+        "varying": bool(keep.any()),
+        "coef": full.tolist(),
+        "intercept": intercept,
+        "rows": n,
+        "frauds": int((y == 1).sum()),
+        "params": params | {"solver": "lbfgs"},
+        "iterations": iterations,
+        "seconds": round(time.perf_counter() - started, 2),
+    }

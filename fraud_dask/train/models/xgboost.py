@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
-from fraud_dask.train.balance import balance_stratified
+from fraud_dask.train.balance import balance_stratified, genuine_rate, sample_genuine
 from fraud_dask.train.config import ModelConf, feature_columns, xgb_params
 from fraud_dask.train.encode import encode_partition, feature_types, learn_categories, matrix_meta
 from fraud_dask.train.guard import (
@@ -232,8 +232,27 @@ class XGBoostModel(Model):
         pos_weight = float(conf.pos_weight) if conf.pos_weight is not None else (n - pos) / pos
         if imbalance == "scale_pos_weight":
             params["scale_pos_weight"] = pos_weight
+        # Above model.max_rows: every fraud and a share of the genuine rows, each weighing the
+        # inverse of that share, so that the weighted rows stand for the whole period (its
+        # class balance, the probabilities, the sketch) at a fraction of the rows per round.
+        rate = genuine_rate(n, pos, conf.max_rows)
+        if rate < 1.0:
+            train_frame = train_frame[needed].map_partitions(
+                sample_genuine, label, rate, int(seed), meta=train_frame[needed]._meta
+            )
+            log.info(
+                "xgboost: %d training rows > model.max_rows=%d: every fraud and %.2f%% of the "
+                "genuine rows, weighted %.3g",
+                n,
+                int(conf.max_rows or 0),
+                100 * rate,
+                1 / rate,
+            )
         log.info("xgboost: %d rows (%d frauds), %d inputs, device=%s", n, pos, len(columns), device)
-        row_weight = pos_weight if imbalance == "weights" else None
+        fraud_weight = pos_weight if imbalance == "weights" else 1.0
+        weighted = rate < 1.0 or imbalance == "weights"
+        row_weight = (1.0 / rate, fraud_weight) if weighted else None
+        fitted: dict[str, int] = {}
         fit_warnings: list[dict[str, Any]] = []
         collective_s = conf.collective_timeout_s
 
@@ -248,6 +267,7 @@ class XGBoostModel(Model):
             fit_warnings.clear()
             matrices = _Matrices(client, columns, cats, label, device, params, conf, fit_warnings)
             dtrain = matrices.train(train_frame[needed], row_weight)
+            fitted["rows"] = matrices.rows
             evals = None
             if valid_frame is not None:
                 # Only the later period is evaluated: the metric on the training rows would cost
@@ -299,6 +319,8 @@ class XGBoostModel(Model):
             "warnings": warnings,
             "pos_weight": pos_weight,
             "imbalance": imbalance,
+            "genuine_sampled": rate,
+            "rows_fitted": fitted.get("rows", n),
             "params": params,
             "rounds_trained": booster.num_boosted_rounds(),
             "seconds": round(seconds, 2),
@@ -335,6 +357,7 @@ class _Matrices:
     ) -> None:
         self.client, self.columns, self.cats, self.label = client, columns, cats, label
         self.device, self.warnings = device, warnings
+        self.rows = 0  # training rows in the matrix (after any sampling)
         self.max_bin = int(params.get("max_bin", 256))
         self.ppw = int(conf.partitions_per_worker)
         self.common = dict(
@@ -343,7 +366,9 @@ class _Matrices:
             enable_categorical=bool(cats),
         )
 
-    def _balanced(self, frame: Any, weight: float | None, period: str) -> tuple[Any, list[int]]:
+    def _balanced(
+        self, frame: Any, weight: tuple[float, float] | None, period: str
+    ) -> tuple[Any, list[int]]:
         # The balanced partitions hold the encoded float32 matrix itself: the DMatrix reads
         # them without another pass over the raw rows.
         meta = matrix_meta(self.columns).assign(**{self.label: np.empty(0, np.float32)})
@@ -358,10 +383,11 @@ class _Matrices:
         _warn_single_class(self.warnings, period, frauds, sizes)
         return part, sizes
 
-    def train(self, frame: Any, weight: float | None) -> Any:
+    def train(self, frame: Any, weight: tuple[float, float] | None) -> Any:
         import xgboost.dask as dxgb
 
         part, sizes = self._balanced(frame, weight, "training")
+        self.rows = sum(sizes)
         return dxgb.DaskQuantileDMatrix(
             self.client,
             _matrix(part, self.columns, self.device, sizes),
@@ -393,14 +419,19 @@ def _label_counts(frame: Any, label: str) -> tuple[int, int]:
 
 
 def _model_rows(
-    part: pd.DataFrame, columns: list[str], cats: dict, label: str, weight: float | None
+    part: pd.DataFrame,
+    columns: list[str],
+    cats: dict,
+    label: str,
+    weight: tuple[float, float] | None,
 ) -> pd.DataFrame:
-    """The float32 model matrix of ``part`` plus the label (and a class weight) columns."""
+    """The float32 model matrix of ``part`` plus the label and (``weight``: that of a genuine
+    row and that of a fraud) a row weight column."""
     out = encode_partition(part, columns, cats)
     y = part[label].to_numpy(dtype=np.float32)
     out[label] = y
     if weight is not None:
-        out[_WEIGHT] = (1.0 + (weight - 1.0) * (y == 1)).astype(np.float32)
+        out[_WEIGHT] = np.where(y == 1, weight[1], weight[0]).astype(np.float32)
     return out
 
 

@@ -1,0 +1,125 @@
+"""What keeps training fast at scale, against single-node XGBoost on the same rows: the
+early-stopped model kept as it is (``model.refit=false``) and the genuine rows sampled with
+weights above ``model.max_rows``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+from test_train import PARAMS, conf, make_frame, to_dask
+
+from fraud_dask.train import train
+from fraud_dask.train.balance import genuine_rate, sample_genuine
+from fraud_dask.train.encode import encode_partition
+
+SINGLE = {"objective": "binary:logistic", "tree_method": "hist", "max_cat_to_onehot": 1}
+
+
+def _split(pdf: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    day = pdf["ts"].dt.floor("D")
+    last = day.max()
+    return pdf[day < last], pdf[day >= last]
+
+
+def test_kept_early_stopped_model_equals_single_node_with_its_rounds(client):
+    """``refit=false``: the model early stopping chose is the model, trained on the rows before
+    the early-stopping day only; it equals ``xgboost.train`` with the same parameters and round
+    count on those rows, and the early-stopping rows change nothing but the round count."""
+    pdf = make_frame(n=10_000, seed=21)
+    fit_rows, valid_rows = _split(pdf)
+    params = PARAMS | {"learning_rate": 0.5}
+    c = conf(num_boost_round=200, early_stopping_rounds=5, refit=False, params=params)
+    model = train(client, to_dask(fit_rows, 3), to_dask(valid_rows, 2), c, "cpu", seed=2)
+    assert "refit" not in model.info and "early_stopping" not in model.info
+    assert model.info["rows"] == len(fit_rows)
+    best = model.best_iteration
+    assert best is not None and model.info["rounds_trained"] == best + 1 + 5
+
+    x = encode_partition(fit_rows, model.columns, {})
+    dm = xgb.QuantileDMatrix(x, fit_rows["is_fraud"], max_bin=params["max_bin"])
+    single = xgb.train(SINGLE | params | {"seed": 2}, dm, num_boost_round=best + 1)
+    want = single.predict(xgb.DMatrix(encode_partition(pdf, model.columns, {})))
+    got = model.score(to_dask(pdf, 2)).compute().sort_values("tx_id")["score"].to_numpy()
+    # every input has fewer distinct values than max_bin: both sketches are exact
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_sampled_genuine_rows_with_weights_equal_single_node_on_the_same_rows(client):
+    """Above ``max_rows`` every fraud and a share of the genuine rows are fitted, each genuine
+    row weighing 1 / share: the same as ``xgboost.train`` on those rows with those weights."""
+    pdf = make_frame(n=20_000, seed=22)
+    y = pdf["is_fraud"].to_numpy()
+    frauds = int(y.sum())
+    max_rows = frauds + (len(pdf) - frauds) // 4
+    frame = to_dask(pdf, 4)
+    model = train(client, frame, None, conf(max_rows=max_rows), "cpu", seed=9)
+    rate = genuine_rate(len(pdf), frauds, max_rows)
+    assert model.info["genuine_sampled"] == pytest.approx(rate) == pytest.approx(0.25, abs=1e-3)
+    assert model.info["rows"] == len(pdf) and model.info["frauds"] == frauds
+
+    # the same draw: each input partition sampled with its number as the stream
+    kept = pd.concat(
+        [
+            sample_genuine(frame.partitions[i].compute(), "is_fraud", rate, 9, {"number": i})
+            for i in range(frame.npartitions)
+        ]
+    )
+    assert model.info["rows_fitted"] == len(kept)
+    assert int(kept["is_fraud"].sum()) == frauds  # every fraud kept
+    assert abs(len(kept) - max_rows) < 0.05 * max_rows
+    x = encode_partition(kept, model.columns, {})
+    weight = np.where(kept["is_fraud"].to_numpy() == 1, 1.0, 1.0 / rate)
+    dm = xgb.QuantileDMatrix(x, kept["is_fraud"], weight=weight, max_bin=PARAMS["max_bin"])
+    single = xgb.train(SINGLE | PARAMS | {"seed": 9}, dm, num_boost_round=20)
+    want = single.predict(xgb.DMatrix(encode_partition(pdf, model.columns, {})))
+    got = model.score(to_dask(pdf, 3)).compute().sort_values("tx_id")["score"].to_numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the weights keep the scores probabilities of the whole population
+    assert got.mean() == pytest.approx(y.mean(), rel=0.15)
+
+
+def test_no_sampling_at_or_below_max_rows():
+    assert genuine_rate(1000, 10, None) == 1.0
+    assert genuine_rate(1000, 10, 1000) == 1.0
+    assert genuine_rate(1000, 10, 505) == pytest.approx(0.5)
+    assert genuine_rate(1000, 600, 500) == pytest.approx(1e-6)  # frauds alone exceed it
+
+
+def test_baseline_in_one_task_equals_scikit_learn_on_the_same_sample(client):
+    """``local_rows``: the baseline's sampled rows are fitted by scikit-learn in one worker task;
+    the coefficients are scikit-learn's on the same rows, standardized the same way, and the
+    intercept carries the sampling's log(share)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    pdf = make_frame(n=30_000, seed=23)
+    y = pdf["is_fraud"].to_numpy()
+    frauds = int(y.sum())
+    max_rows = frauds + (len(pdf) - frauds) // 3
+    frame = to_dask(pdf, 3)
+    params = {"C": 0.5, "max_iter": 300, "tol_per_row": 1e-8}
+    c = conf(kind="logistic", params=params | {"max_rows": max_rows, "local_rows": 10**6})
+    model = train(client, frame, None, c, "cpu", seed=4)
+    assert model.info["solver"] == "scikit-learn in one task"
+    rate = model.info["genuine_sampled"]
+    assert rate == pytest.approx(genuine_rate(len(pdf), frauds, max_rows))
+
+    kept = pd.concat(
+        [
+            sample_genuine(frame.partitions[i].compute(), "is_fraud", rate, 4, {"number": i})
+            for i in range(frame.npartitions)
+        ]
+    )
+    assert model.info["rows"] == len(kept) and model.info["frauds"] == frauds
+    x = kept[model.columns].to_numpy(dtype=np.float32).astype(np.float64)  # the model matrix
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    np.testing.assert_allclose(model.coef["mean"], mean, rtol=1e-9)
+    np.testing.assert_allclose(model.coef["scale"], scale, rtol=1e-9)
+    sk = LogisticRegression(C=0.5, max_iter=300, tol=1e-8).fit((x - mean) / scale, kept["is_fraud"])
+    np.testing.assert_allclose(model.coef["coef"], sk.coef_.ravel(), rtol=1e-4, atol=1e-6)
+    assert model.coef["intercept"] == pytest.approx(sk.intercept_[0] + np.log(rate), abs=1e-5)
+    got = model.predict_partition(pdf)
+    assert roc_auc_score(y, got) > 0.7
+    assert got.mean() == pytest.approx(y.mean(), rel=0.1)  # probabilities of all rows
