@@ -201,18 +201,23 @@ def test_performance_as_labels_mature_matches_a_pandas_loop(client):
     assert got["alerts"] == []  # nothing drifted, nothing fires
 
 
+def _drifted(score_shift: float = 0.0, x_shift: float = 0.0) -> pd.DataFrame:
+    """Later rows where client c2's score and/or input x move from 2025-03-17."""
+    later = _scored_frame(2)
+    at = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
+    later.loc[at, "score"] = np.clip(later.loc[at, "score"] + score_shift, 0, 1)
+    later.loc[at, "x"] += x_shift
+    return later
+
+
 def test_a_shifted_input_fires_for_its_client_only(client):
     import dask.dataframe as dd
 
     from fraud_dask.monitor.run import monitor_scores
 
-    frame = _scored_frame(1)
-    reference = _reference(frame)
-    later = _scored_frame(2)
-    shifted = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
-    later.loc[shifted, "x"] += 2.0
+    reference = _reference(_scored_frame(1))
     got = monitor_scores(
-        dd.from_pandas(later, npartitions=3),
+        dd.from_pandas(_drifted(x_shift=2.0), npartitions=3),
         reference,
         _conf(min_rows=300),
         report_date=pd.Timestamp("2025-03-31", tz="UTC"),
@@ -226,15 +231,6 @@ def test_a_shifted_input_fires_for_its_client_only(client):
     for alert in got["alerts"]:
         assert set(alert) >= {"kind", "name", "client_id", "period", "value", "threshold"}
         assert alert["value"] > alert["threshold"] >= 0.2
-
-
-def _drifted(score_shift: float = 0.0, x_shift: float = 0.0) -> pd.DataFrame:
-    """Later rows where client c2's score and/or input x move from 2025-03-17."""
-    later = _scored_frame(2)
-    at = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
-    later.loc[at, "score"] = np.clip(later.loc[at, "score"] + score_shift, 0, 1)
-    later.loc[at, "x"] += x_shift
-    return later
 
 
 def _fired(frame: pd.DataFrame, reference: dict, **conf) -> set:
@@ -291,13 +287,9 @@ def test_monitor_parquet_holds_every_measure_and_sql_reads_it(client, tmp_path):
     from fraud_dask.monitor.run import monitor_scores
     from fraud_dask.monitor.table import write_results
 
-    frame = _scored_frame(1)
-    reference = _reference(frame)
-    later = _scored_frame(2)
-    shifted = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
-    later.loc[shifted, "x"] += 2.0
+    reference = _reference(_scored_frame(1))
     got = monitor_scores(
-        dd.from_pandas(later, npartitions=3),
+        dd.from_pandas(_drifted(x_shift=2.0), npartitions=3),
         reference,
         _conf(min_rows=300),
         report_date=pd.Timestamp("2025-03-31", tz="UTC"),
