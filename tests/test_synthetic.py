@@ -158,18 +158,42 @@ def test_seasonality(medium):
 
 
 def test_fraud_rate_and_every_scenario(medium):
+    # fraud_rate is the total share of fraud rows, friendly fraud included
     assert medium["is_fraud"].mean() == pytest.approx(0.007, rel=0.25)
     counts = medium["scenario"].value_counts()
     for scenario in BASE_SCENARIOS:
         assert counts.get(int(scenario), 0) > 0, scenario.name
     assert int(Scenario.emerging_pattern) not in counts  # only with drift.new_pattern
-    shares = SyntheticConf().scenarios
-    n_fraud = counts.drop(0).sum()
+    conf = SyntheticConf()
+    shares = conf.scenarios
+    friendly = counts[int(Scenario.friendly_fraud)]
+    n_base = counts.drop([0, int(Scenario.friendly_fraud)]).sum()
     for scenario in BASE_SCENARIOS[1:]:
         expected = getattr(shares, scenario.name)
-        assert counts[int(scenario)] / n_fraud == pytest.approx(expected, abs=0.12), scenario.name
+        assert counts[int(scenario)] / n_base == pytest.approx(expected, abs=0.12), scenario.name
+    # friendly fraud: overlap.friendly_fraud disputed genuine purchases per other fraud row
+    assert friendly / n_base == pytest.approx(conf.overlap.friendly_fraud, rel=0.2)
     high = _sync(generate({**MEDIUM, "n_rows": 50_000, "fraud_rate": 0.05}))
     assert high["is_fraud"].mean() == pytest.approx(0.05, rel=0.25)
+
+
+def test_fraud_rate_is_the_total_with_friendly_fraud():
+    # the other scenarios make up fraud_rate / (1 + friendly_fraud) of the rows: exactly the
+    # rows of that rate without friendly fraud, and friendly fraud relabels genuine ones
+    friendly = SyntheticConf().overlap.friendly_fraud
+    assert friendly > 0  # on by default
+    assert make_plan({"fraud_rate": 0.007}).fraud_rate == 0.007 / (1 + friendly)
+    assert make_plan({"overlap": {"friendly_fraud": 0}}).fraud_rate == 0.007
+    conf = {**SMALL, "n_rows": 60_000, "fraud_rate": 0.03}
+    got = _by_id(_sync(generate({**conf, "overlap": {"friendly_fraud": 0.5}})))
+    alone = _by_id(
+        _sync(generate({**conf, "fraud_rate": 0.03 / 1.5, "overlap": {"friendly_fraud": 0.0}}))
+    )
+    friendly = got["scenario"] == Scenario.friendly_fraud
+    pd.testing.assert_frame_equal(got[~friendly], alone[~friendly])
+    assert (alone.loc[friendly, "scenario"] == 0).all()
+    assert got["is_fraud"].mean() == pytest.approx(0.03, rel=0.2)
+    assert friendly.sum() == pytest.approx(0.5 * (got["is_fraud"].sum() - friendly.sum()), rel=0.2)
 
 
 def test_scenarios_look_like_their_story(medium):
@@ -184,14 +208,19 @@ def test_scenarios_look_like_their_story(medium):
     assert runs["n"].min() >= 8 and (runs["cards"] == 1).all()
     assert runs["span"].median() < pd.Timedelta(minutes=30)
 
-    # account takeover: a device the customer never used before, then high amounts
+    # account takeover: a device the customer never used before (or, for the shared-device
+    # share of the incidents, the victim's own usual device), then high amounts
     first_use = df.groupby(["customer_id", "device_id"])["ts"].transform("min")
     ato = df["scenario"] == Scenario.account_takeover
+    usual = df["device_id"] == df["customer_id"] * 4
     customers_devices = df.loc[df["scenario"] == 0, ["customer_id", "device_id"]]
     genuine_pairs = set(map(tuple, customers_devices.to_numpy()))
-    ato_pairs = set(map(tuple, df.loc[ato, ["customer_id", "device_id"]].to_numpy()))
-    assert not ato_pairs & genuine_pairs
+    ato_pairs = set(map(tuple, df.loc[ato & ~usual, ["customer_id", "device_id"]].to_numpy()))
+    assert len(ato_pairs) > 10 and not ato_pairs & genuine_pairs
     assert (df.loc[ato, "ts"] >= first_use[ato]).all()
+    incident = df["scenario"].isin([Scenario.stolen_card, Scenario.account_takeover])
+    shared = SyntheticConf().overlap.shared_device
+    assert usual[incident].mean() == pytest.approx(shared, abs=0.15)
     genuine_median = df.loc[df["scenario"] == 0, "amount"].median()
     assert df.loc[ato, "amount"].median() > 1.5 * genuine_median
 

@@ -126,18 +126,33 @@ def test_bad_drift_is_named(drift, field):
         generate(_with(**drift))
 
 
-def test_overlap_knobs_blur_fraud_and_genuine(base):
-    got = _rows({**BASE, "overlap": {"friendly_fraud": 0.5}})
+OFF = {"friendly_fraud": 0.0, "shared_device": 0.0, "big_genuine": 0.0, "travel": 0.0}
+
+
+def _knob(**knob: float) -> pd.DataFrame:
+    """BASE with every overlap knob off but ``knob``."""
+    return _rows({**BASE, "overlap": {**OFF, **knob}})
+
+
+@pytest.fixture(scope="module")
+def off() -> pd.DataFrame:
+    return _knob()
+
+
+def test_overlap_knobs_blur_fraud_and_genuine(off):
+    # friendly fraud relabels genuine purchases; fraud_rate stays the total, so compare with
+    # the rows of the other scenarios' rate
+    got = _rows({**BASE, "fraud_rate": 0.009, "overlap": {**OFF, "friendly_fraud": 0.5}})
+    alone = _rows({**BASE, "fraud_rate": 0.009 / 1.5, "overlap": OFF})
     friendly = got["scenario"] == Scenario.friendly_fraud
     others = ((got["scenario"] > 0) & ~friendly).sum()
     assert friendly.sum() == pytest.approx(0.5 * others, rel=0.2)
     assert (got.loc[friendly, "is_fraud"] == 1).all()
-    assert (base.loc[friendly, "scenario"] == 0).all()  # genuine purchases, relabelled
-    same = ["ts", "card_id", "amount", "terminal_id", "device_id", "ip"]
-    pd.testing.assert_frame_equal(got[same], base[same])
-    assert int(Scenario.friendly_fraud) not in set(base["scenario"])
+    assert (alone.loc[friendly, "scenario"] == 0).all()  # genuine purchases, relabelled
+    pd.testing.assert_frame_equal(got[~friendly], alone[~friendly])
+    assert int(Scenario.friendly_fraud) not in set(alone["scenario"])
 
-    got = _rows({**BASE, "overlap": {"shared_device": 1.0}})
+    got = _knob(shared_device=1.0)
     incident = got["scenario"].isin([Scenario.stolen_card, Scenario.account_takeover])
     assert incident.sum() > 20
     np.testing.assert_array_equal(
@@ -146,17 +161,53 @@ def test_overlap_knobs_blur_fraud_and_genuine(base):
     usual_ips = set(got.loc[got["scenario"] == 0, "ip"])
     assert got.loc[incident, "ip"].isin(usual_ips).mean() > 0.9
 
-    got = _rows({**BASE, "overlap": {"big_genuine": 0.1}})
-    changed = got["amount"] != base["amount"]
-    genuine = base["scenario"] == 0
+    got = _knob(big_genuine=0.1)
+    changed = got["amount"] != off["amount"]
+    genuine = off["scenario"] == 0
     assert not (changed & ~genuine).any()
     assert changed[genuine].mean() == pytest.approx(0.1, abs=0.02)
     high = {"electronics", "retail", "travel", "online"}
     assert set(got.loc[changed, "category"].astype(str)) <= high
-    assert got.loc[changed, "amount"].median() > 2 * base.loc[genuine, "amount"].median()
+    assert got.loc[changed, "amount"].median() > 2 * off.loc[genuine, "amount"].median()
 
 
-@pytest.mark.parametrize("knob", ["friendly_fraud", "shared_device", "big_genuine"])
+def test_travel_moves_genuine_rows_to_unfamiliar_places_and_hours(off):
+    got = _knob(travel=0.1)
+    assert len(got) == len(off)
+    # a trip moves rows in time, so rows are matched on what they are, not on tx_id
+    keys = ["ts", "card_id", "terminal_id", "amount", "device_id", "ip"]
+    both = off.merge(got[keys], how="outer", on=keys, indicator=True)
+    old = both[both["_merge"] == "left_only"]  # the rows as they were at home
+    new = got.merge(off[keys], how="left", on=keys, indicator=True)
+    new = new[new["_merge"] == "left_only"]  # the same rows on the trip
+    assert len(old) == len(new) and (both["_merge"] != "right_only").sum() == len(off)
+    genuine = off["scenario"] == 0
+    assert (old["scenario"] == 0).all()  # only genuine purchases travel
+    assert len(old) / genuine.sum() == pytest.approx(0.1, abs=0.03)
+    assert set(new["scenario"]) <= {0, int(Scenario.compromised_terminal)}
+    # on the customer's own device, each card as often as before
+    pd.testing.assert_series_equal(
+        old.groupby(["card_id", "device_id"]).size(), new.groupby(["card_id", "device_id"]).size()
+    )
+    # one trip per customer: at most 10 days, at hours shifted by one time zone of 3-10 hours
+    span = new.groupby("customer_id")["ts"].agg(lambda t: t.max() - t.min())
+    assert span.max() < pd.Timedelta(days=10, hours=10)
+    shift = new.groupby("customer_id")["ts"].min() - old.groupby("customer_id")["ts"].min()
+    assert (shift.abs() <= pd.Timedelta(hours=10)).mean() > 0.9
+    # away from home: unfamiliar terminals, hotel or roaming IPs, dear categories, odd hours
+    home = off[genuine]
+    known = set(zip(home["customer_id"], home["terminal_id"], strict=True))
+    familiar = [p in known for p in zip(new["customer_id"], new["terminal_id"], strict=True)]
+    assert np.mean(familiar) < 0.2
+    ips = set(zip(home["customer_id"], home["ip"], strict=True))
+    assert np.mean([p in ips for p in zip(new["customer_id"], new["ip"], strict=True)]) < 0.05
+    high = ["electronics", "retail", "travel", "online"]
+    assert new["category"].isin(high).mean() > old["category"].isin(high).mean() + 0.15
+    night = new["ts"].dt.hour.between(0, 5).mean()
+    assert night > 2 * old["ts"].dt.hour.between(0, 5).mean()
+
+
+@pytest.mark.parametrize("knob", ["friendly_fraud", "shared_device", "big_genuine", "travel"])
 def test_bad_overlap_is_named(knob):
     with pytest.raises(ValueError, match=rf"overlap\.{knob}"):
         generate({**BASE, "overlap": {knob: -0.1}})

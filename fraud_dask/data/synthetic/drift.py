@@ -15,11 +15,14 @@ from fraud_dask.data.synthetic.kernel import (
     _DAY_MS,
     _FRAUD_DEVICE_BASE,
     _amounts,
+    _popular_terminals,
     _random_ips,
     _World,
 )
 
 _BIG = (1.5, 4.0)  # a big genuine purchase's amount factor
+_TRIP_DAYS = (3, 10)  # a trip's length in days (uniform)
+_TRIP_HIGH_VALUE = 0.4  # share of a trip's purchases at high-value terminals
 
 _TESTING_GAP_S = 25.0  # mean seconds between a card-testing run's payments
 
@@ -183,10 +186,12 @@ def apply_overlap(
     """Return ``rows`` with the plan's overlap applied (in place), from its own stream.
 
     Big genuine purchases first (a high-value terminal, the amount times U(1.5, 4)), then
-    shared devices (whole stolen-card and account-takeover incidents moved onto the victim's
-    usual device and home IP), then friendly fraud (genuine rows relabelled, scenario 6).
+    trips (genuine rows of a travelling customer moved to unfamiliar terminals, shifted hours
+    and a hotel or roaming IP), then shared devices (whole stolen-card and account-takeover
+    incidents moved onto the victim's usual device and home IP), then friendly fraud (genuine
+    rows relabelled, scenario 6).
     """
-    friendly, shared, big = plan.overlap
+    friendly, shared, big, travel = plan.overlap
     rng = np.random.default_rng([plan.seed, 3, block])
     genuine = np.flatnonzero(rows["scenario"] == 0)
     if big > 0 and len(genuine):
@@ -200,6 +205,8 @@ def apply_overlap(
         ms = rows["ms"][pick]
         hit = (ms >= world.compromise_start_ms[terminal]) & (ms < world.compromise_end_ms[terminal])
         rows["scenario"][pick] = np.where(hit, int(Scenario.compromised_terminal), 0)
+    if travel > 0:
+        _travel(plan, world, rng, rows, customers["scale"], travel)
     if shared > 0:
         incident = np.isin(rows["scenario"], (Scenario.stolen_card, Scenario.account_takeover))
         devices = np.unique(rows["device_id"][incident])
@@ -215,3 +222,50 @@ def apply_overlap(
         pick = genuine[rng.choice(len(genuine), size=n, replace=False)]
         rows["scenario"][pick] = int(Scenario.friendly_fraud)
     return rows
+
+
+def _travel(
+    plan: Plan,
+    world: _World,
+    rng: np.random.Generator,
+    rows: dict[str, np.ndarray],
+    scale: np.ndarray,
+    share: float,
+) -> None:
+    """Trips: a travelling customer's genuine rows move to unfamiliar terminals and hours.
+
+    Each customer takes a trip with probability ``share * n_days / E[days]`` (at most 1) of
+    ``_TRIP_DAYS`` days, so about ``share`` of the genuine rows fall in trips (while a trip fits
+    in the period). On a trip a purchase is at a popular terminal (a high-value one with
+    probability ``_TRIP_HIGH_VALUE``), at an hour shifted by the trip's time zone, from the
+    trip's hotel IP or a roaming one; the device stays the customer's own.
+    """
+    lo, hi = _TRIP_DAYS
+    n_cust = len(scale)
+    days = rng.integers(lo, hi + 1, size=n_cust)
+    goes = rng.random(n_cust) < min(1.0, share * plan.n_days / ((lo + hi) / 2))
+    first = rng.integers(0, np.maximum(plan.n_days - days, 0) + 1)
+    hours = rng.integers(3, 11, size=n_cust) * rng.choice([-1, 1], size=n_cust)
+    hotel = _random_ips(rng, n_cust)
+    customer = rows["customer"]
+    day = rows["ms"] // _DAY_MS
+    away = np.flatnonzero(
+        (rows["scenario"] == 0)
+        & goes[customer]
+        & (day >= first[customer])
+        & (day < first[customer] + days[customer])
+    )
+    who = customer[away]
+    n = len(away)
+    terminal = _popular_terminals(world, rng, n)
+    dear = rng.random(n) < _TRIP_HIGH_VALUE
+    pool = world.high_value_terminals
+    terminal[dear] = pool[rng.integers(0, len(pool), size=int(dear.sum()))]
+    ms = np.clip(rows["ms"][away] + hours[who] * 3_600_000, 0, plan.n_days * _DAY_MS - 1)
+    roaming = rng.random(n) < 0.3
+    rows["terminal"][away] = terminal
+    rows["ms"][away] = ms
+    rows["ip"][away] = np.where(roaming, _random_ips(rng, n), hotel[who])
+    rows["amount"][away] = _amounts(rng, world.terminal_category[terminal], scale[who])
+    hit = (ms >= world.compromise_start_ms[terminal]) & (ms < world.compromise_end_ms[terminal])
+    rows["scenario"][away] = np.where(hit, int(Scenario.compromised_terminal), 0)

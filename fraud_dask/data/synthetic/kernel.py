@@ -117,12 +117,16 @@ def _world(plan: Plan) -> _World:
         expected[n_comp - 1] if n_comp else 0
     ):
         n_comp += 1
-    n_comp = min(n_comp, n_t // 2)
+    at = np.arange(min(n_comp, n_t // 2))
+    if n_comp == 0 and target > 0 and n_t > 1:
+        # a small world still holds every scenario with a share: the one terminal whose
+        # expected count is nearest to the target
+        at = np.array([np.argmin(np.abs(genuine_per_day * share[order] * days - target))])
     start_ms = np.zeros(n_t, dtype=np.int64)
     end_ms = np.zeros(n_t, dtype=np.int64)
-    chosen = order[:n_comp]
-    start_ms[chosen] = first_day[:n_comp] * _DAY_MS
-    end_ms[chosen] = (first_day[:n_comp] + days[:n_comp]) * _DAY_MS
+    chosen = order[at]
+    start_ms[chosen] = first_day[at] * _DAY_MS
+    end_ms[chosen] = (first_day[at] + days[at]) * _DAY_MS
     return _World(
         merchant_category=merchant_category,
         merchant_client=merchant_client.astype(np.int16),
@@ -299,20 +303,23 @@ def _block(plan: Plan, block: int) -> dict[str, np.ndarray]:
     fraud = _fraud_rows(plan, world, rng, block, quota, customers)
     genuine = _genuine_rows(plan, world, rng, quota - len(fraud["ms"]), customers)
     rows = {k: np.concatenate([genuine[k], fraud[k]]) for k in _COLUMNS}
-    if plan.drift != DriftPlan():
-        from fraud_dask.data.synthetic.drift import apply_drift
-
-        rows = apply_drift(plan, world, block, rows, customers)
+    # overlap is part of the stationary world; drift comes after it, so that rows before a
+    # drift's start (and other clients' rows) are exactly those of the config without drift
     if any(plan.overlap):
         from fraud_dask.data.synthetic.drift import apply_overlap
 
         rows = apply_overlap(plan, world, block, rows, customers)
+    if plan.drift != DriftPlan():
+        from fraud_dask.data.synthetic.drift import apply_drift
+
+        rows = apply_drift(plan, world, block, rows, customers)
     order = np.argsort(rows["ms"], kind="stable")
     rows = {k: v[order] for k, v in rows.items()}
     rows["customer"] = customers["customer_id"][rows["customer"]]
     rows["tx_id"] = plan.block_offset(block) + np.arange(quota, dtype=np.int64)
     is_fraud = rows["scenario"] > 0
-    z = rng.standard_normal(int(is_fraud.sum()))
+    # one draw per row, so relabelling a row (friendly fraud) leaves the others' delays alone
+    z = rng.standard_normal(quota)[is_fraud]
     if plan.drift.delay is None:
         median, sigma, lo, hi = plan.fraud_delay
         delay_days = np.full(quota, plan.genuine_delay_days)
