@@ -41,6 +41,7 @@ BAD = [
     ("data.timestamp.unit=minutes", "data.timestamp.unit: got 'minutes'"),
     ("data.start=yesterday-ish", "data.start: got 'yesterday-ish'"),
     ("data.end=2024-01-01", None),  # start (null) .. end: fine on its own
+    ("data.synthetic.n_clients=1", None),  # one client: the drift options are off, not wrong
     ("data.pan.key_file=/no/such/key", "data.pan.key_file: got '/no/such/key'"),
     ("task=monitor monitor.bins=1", "monitor.bins: got 1, expected at least 2"),
 ]
