@@ -339,10 +339,13 @@ class OnlineScorer:
         return any(s.key == (col,) and value in s.entities for s in self.state.stages)
 
     def _check_future(self, t: int, what: str) -> None:
+        """Reject a time after the service clock; ``{when}`` in ``what`` becomes ``t`` as a UTC
+        time in the message (formatted only then: most events pass)."""
         if self.max_future_ns is not None:
             now = int(self.clock() * 1e9)
             if t > now + self.max_future_ns:
                 ahead = (t - now) / 1e9
+                what = what.replace("{when}", str(pd.Timestamp(t, unit="ns", tz="UTC")))
                 raise ValueError(
                     f"{what} is {ahead:.0f} s after the service clock "
                     f"({pd.Timestamp(now, unit='ns', tz='UTC').isoformat()}); at most "
@@ -382,7 +385,7 @@ class OnlineScorer:
         if isinstance(raw_ts, bool) or not isinstance(raw_ts, str | dt.datetime | pd.Timestamp):
             raise ValueError(redact(f"event: field 'ts' must be an ISO 8601 time, got {raw_ts!r}"))
         t = _utc_ns(raw_ts, "event: field 'ts'")
-        self._check_future(t, f"event: field 'ts' ({pd.Timestamp(t, unit='ns', tz='UTC')})")
+        self._check_future(t, "event: field 'ts' ({when})")
         if self.max_past_ns is not None and t < self.newest - self.max_past_ns:
             newest = pd.Timestamp(self.newest, unit="ns", tz="UTC").isoformat()
             raise ValueError(
