@@ -84,6 +84,7 @@ def feature_specs(draw: Any) -> dict[str, Any]:
         "amount_relative": [],
         "frequency": [],
         "target_encoding": [],
+        "amount_median": [],
     }
     for i in range(draw(st.integers(0, 3))):
         names = named(f"w{i}", aggs) | {"distinct": f"w{i}_distinct_{{column}}_{{window}}"}
@@ -138,6 +139,17 @@ def feature_specs(draw: Any) -> dict[str, Any]:
                 "smoothing": draw(st.sampled_from([0.0, 2.5, 20.0])),
                 "prior": draw(st.sampled_from([0.0, 0.05, 0.5])),
                 "names": named(f"t{i}", ["te"]),
+            }
+        )
+    for i in range(draw(st.integers(0, 2))):
+        conf["amount_median"].append(
+            {
+                "entity": draw(entity),
+                "window": draw(st.sampled_from(["1h", "1d", "3d", "all"])),
+                "recent": draw(st.sampled_from(["10m", "6h", "1d", "all"])),
+                "factor": draw(st.sampled_from([0.5, 1.0, 3.0])),
+                "outputs": draw(subset(["ratio", "over", "max_ratio"], min_size=1)),
+                "names": named(f"m{i}", ["ratio", "over", "max_ratio"]),
             }
         )
     return conf

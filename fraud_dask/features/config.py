@@ -27,6 +27,7 @@ from fraud_dask.features.durations import NS, parse_window, window_days, window_
 from fraud_dask.features.kinds.base import FeatureSpec
 from fraud_dask.features.kinds.calendar import CalendarConf, CalendarField
 from fraud_dask.features.kinds.frequency import FrequencySpec
+from fraud_dask.features.kinds.median import AmountMedianSpec
 from fraud_dask.features.kinds.recency import RecencySpec
 from fraud_dask.features.kinds.relative import AmountRelativeSpec
 from fraud_dask.features.kinds.risk import RiskSpec
@@ -36,6 +37,7 @@ from fraud_dask.features.kinds.window import Agg, WindowSpec
 __all__ = [
     "NS",
     "Agg",
+    "AmountMedianSpec",
     "AmountRelativeSpec",
     "CalendarConf",
     "CalendarField",
@@ -69,6 +71,7 @@ class FeaturesConf:
     amount_relative: list[AmountRelativeSpec] = field(default_factory=list)
     frequency: list[FrequencySpec] = field(default_factory=list)
     target_encoding: list[TargetEncodingSpec] = field(default_factory=list)
+    amount_median: list[AmountMedianSpec] = field(default_factory=list)
     #: input columns carried to the output when present (identifiers, label, what scoring needs)
     keep: list[str] = field(
         default_factory=lambda: [

@@ -266,3 +266,66 @@ def previous_gap(starts, ts):  # pragma: no cover - numba
             else:
                 out[i] = (ts[i] - ts[i - 1]) / 1e9
     return out
+
+
+@njit(cache=True)
+def window_median(lo, hi, x):  # pragma: no cover - numba
+    """Median of the non-missing ``x`` over each window; NaN when it holds none.
+
+    The window's values are kept sorted as rows enter (insertion) and leave (binary search).
+    """
+    n = lo.shape[0]
+    out = np.empty(n, np.float64)
+    longest = 0
+    for i in range(n):
+        if hi[i] - lo[i] > longest:
+            longest = hi[i] - lo[i]
+    buf = np.empty(max(longest, 1), np.float64)
+    k = 0
+    a = 0
+    b = 0
+    for i in range(n):
+        if lo[i] >= b:
+            k = 0
+            a = lo[i]
+            b = lo[i]
+        # leaving rows first (all of them entered before): at most the window's rows held
+        while a < lo[i]:
+            v = x[a]
+            if v == v:
+                p = np.searchsorted(buf[:k], v)
+                for j in range(p, k - 1):
+                    buf[j] = buf[j + 1]
+                k -= 1
+            a += 1
+        while b < hi[i]:
+            v = x[b]
+            if v == v:
+                p = k
+                while p > 0 and buf[p - 1] > v:
+                    buf[p] = buf[p - 1]
+                    p -= 1
+                buf[p] = v
+                k += 1
+            b += 1
+        if k == 0:
+            out[i] = np.nan
+        elif k % 2 == 1:
+            out[i] = buf[k // 2]
+        else:
+            out[i] = (buf[k // 2 - 1] + buf[k // 2]) / 2.0
+    return out
+
+
+@njit(cache=True)
+def window_count_above(lo, hi, x, threshold):  # pragma: no cover - numba
+    """Rows ``j`` of each window ``[lo[i], hi[i])`` with ``x[j] > threshold[i]``."""
+    n = lo.shape[0]
+    out = np.zeros(n, np.float64)
+    for i in range(n):
+        c = 0
+        for j in range(lo[i], hi[i]):
+            if x[j] > threshold[i]:
+                c += 1
+        out[i] = c
+    return out

@@ -10,6 +10,7 @@ config group           module                    operation
 ``amount_relative``    :mod:`.relative`          :class:`~.relative.Relative`
 ``frequency``          :mod:`.frequency`         :class:`~.window.Window` (a count)
 ``target_encoding``    :mod:`.target_encoding`   :class:`~.target_encoding.TargetEncoding`
+``amount_median``      :mod:`.median`            :class:`~.median.AmountMedian`
 =====================  ========================  =============================================
 
 The contract is in :mod:`.base`. A kind is registered by its field in
