@@ -267,15 +267,31 @@ def test_score_drift_needs_an_input_moving_with_it_unless_it_is_large(client):
     }
 
 
-def test_inputs_computed_from_labels_are_measured_but_alert_only_when_asked(client):
+@pytest.mark.parametrize(("flag", "option"), [("labels", "alert_label_inputs"),
+                                              ("grows", "alert_growing_inputs")])  # fmt: skip
+def test_inputs_that_move_by_themselves_are_measured_but_alert_only_when_asked(
+    client, flag, option
+):
     reference = _reference(_scored_frame(1))
-    reference["features"]["x"]["labels"] = True  # as a risk or target-encoding output
+    reference["features"]["x"][flag] = True  # from labels (risk...) / over all history
     frame = _drifted(x_shift=2.0)
     assert _fired(frame, reference) == set()
     late = {("c2", "2025-03-17"), ("c2", "2025-03-24")}
-    assert _fired(frame, reference, alert_label_inputs=True) == {
+    assert _fired(frame, reference, **{option: True}) == {
         ("feature_drift", "x", c, p) for c, p in late
     }
+
+
+def test_the_default_features_name_their_label_fed_and_all_history_inputs():
+    from fraud_dask.config import compose
+    from fraud_dask.monitor.reference import growing_inputs, label_fed_inputs
+
+    features = compose([]).features
+    labels, grows = set(label_fed_inputs(features)), set(growing_inputs(features))
+    assert {"card_id_risk_90d", "terminal_id_risk_30d", "category_te_all"} <= labels
+    assert not any(n.startswith(("card_id_count", "card_id_mean", "amount")) for n in labels)
+    assert grows == {"device_id_freq_all", "ip_freq_all", "email_freq_all",
+                     "merchant_id_te_all", "category_te_all"}  # fmt: skip
 
 
 def test_monitor_parquet_holds_every_measure_and_sql_reads_it(client, tmp_path):

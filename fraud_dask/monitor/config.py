@@ -49,6 +49,10 @@ class MonitorConf:
     # and shown, not alerted (they move as labels arrive and as fraud happens: performance and
     # task=explore watch that)
     alert_label_inputs: bool = False
+    # inputs over the whole history (no window: all-history frequency and target encodings)
+    # fire feature_drift too; off: measured and shown, not alerted (they grow with the source's
+    # age, so against a fixed reference they drift forever)
+    alert_growing_inputs: bool = False
     # proportions below this are raised to it inside the PSI's logarithm (empty bins)
     psi_epsilon: float = 1.0e-4
     # a drift or alert-rate rule needs this many rows in the client-period

@@ -117,6 +117,7 @@ def build_reference(
     period: Mapping[str, Any] | None = None,
     test: Mapping[str, Any] | None = None,
     label_inputs: Collection[str] = (),
+    growing_inputs: Collection[str] = (),
     score_frame: Any = None,
     score_period: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -147,6 +148,8 @@ def build_reference(
         ``recall_at_fpr``, ``per_client``).
     label_inputs : collection of str
         Model inputs computed from labels (risk, target encoding): marked ``labels: true``.
+    growing_inputs : collection of str
+        Model inputs over the whole history (no window): marked ``grows: true``.
     score_frame : dask.dataframe.DataFrame, optional
         Rows the model was not fitted on (the period after its training rows): the score's
         bins, counts and stability and the thresholds' alert rates are taken on them, as new
@@ -246,6 +249,8 @@ def build_reference(
             features[name] = spec | {"counts": per_client, "stability_psi": moved}
             if name in label_inputs:
                 features[name]["labels"] = True
+            if name in growing_inputs:
+                features[name]["grows"] = True
     features[SCORE]["rows"] = score_about
     scored_total = int(alerts["rows"].sum())
     for i, t in enumerate(thresholds):
@@ -403,12 +408,22 @@ def test_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def label_fed_inputs(features: Any) -> list[str]:
-    """The outputs of a features config computed from labels (risk, target encoding)."""
+def _outputs(features: Any, keep: Any) -> list[str]:
     from fraud_dask.features.plan import make_plan, spec_columns
 
     plan = make_plan(features, spec_columns(features))
-    return [name for s in plan.stages for op in s.ops if op.reads_labels for _, name in op.outputs]
+    return [name for s in plan.stages for op in s.ops if keep(op) for _, name in op.outputs]
+
+
+def label_fed_inputs(features: Any) -> list[str]:
+    """The outputs of a features config computed from labels (risk, target encoding)."""
+    return _outputs(features, lambda op: op.reads_labels)
+
+
+def growing_inputs(features: Any) -> list[str]:
+    """The outputs of a features config over the whole history (no window: all-history
+    frequency and target encodings), which grow with the source's age."""
+    return _outputs(features, lambda op: op.reach is None)
 
 
 def registration_reference(
@@ -434,6 +449,7 @@ def registration_reference(
         period={k: period.get(k) for k in ("fold", "start", "end")},
         test=test_figures(metrics),
         label_inputs=label_fed_inputs(cfg.features),
+        growing_inputs=growing_inputs(cfg.features),
         score_frame=after,
         score_period=after_period,
     )

@@ -15,7 +15,9 @@ to fire, so that a small client-period's sampling noise does not raise alarms:
   the rule's bound (a move every client shares is not one client's drift). Inputs computed
   from labels (``labels: true`` in the reference: risk, target encoding) fire no
   ``feature_drift`` unless ``monitor.alert_label_inputs``: they move as labels arrive and as
-  fraud happens, which the performance rule and ``task=explore`` watch. A ``score_drift``
+  fraud happens, which the performance rule and ``task=explore`` watch; nor do inputs over the
+  whole history (``grows: true``: all-history frequency and target encodings) unless
+  ``monitor.alert_growing_inputs``: they grow with the source's age. A ``score_drift``
   fires only when an input of the same client and period fired ``feature_drift`` too, or when
   its PSI reaches ``monitor.psi_score_alone``: the score of a model fed by growing histories
   moves by itself on a young source;
@@ -62,9 +64,12 @@ def fire(
              for name, spec in reference["features"].items()}  # fmt: skip
     moved["score"] = dict(reference["score"].get("stability_psi") or {})
     factor = float(conf.stability_factor)
-    label_fed = {name for name, spec in reference["features"].items() if spec.get("labels")}
-    if bool(conf.alert_label_inputs):
-        label_fed = set()
+    quiet = {  # inputs that move by themselves: measured and shown, not alerted
+        name
+        for name, spec in reference["features"].items()
+        if (spec.get("labels") and not conf.alert_label_inputs)
+        or (spec.get("grows") and not conf.alert_growing_inputs)
+    }
     # the PSI of every client, per period and input: the others' median is the shared drift
     shared: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for row in result["drift"]:
@@ -85,8 +90,8 @@ def fire(
             for name, m in row["features"].items()
         ]
         for kind, name, m, rule in checks:
-            if name in label_fed:
-                continue  # computed from labels: measured, shown, not alerted (see the rule)
+            if name in quiet:
+                continue  # from labels or over all history: measured, shown, not alerted
             value = m["psi"]
             own = moved.get(name, {})
             natural = own.get(row["client"], max(own.values(), default=0.0))
