@@ -437,6 +437,46 @@ def test_the_score_reference_is_taken_on_the_rows_after_training(client):
     assert small["thresholds"][0]["alert_rate"] == pytest.approx(float((train_probs >= 0.5).mean()))
 
 
+def test_a_clients_category_mix_is_monitored_as_a_source_column(client):
+    """A categorical source column that is no model input (category) is in the reference,
+    counted as pandas counts it, and a move of one client's mix fires for that client only."""
+    import dask.dataframe as dd
+
+    from fraud_dask.monitor.reference import build_reference
+    from fraud_dask.train.models.logistic import LogisticModel
+
+    def with_category(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)  # not the frame's seed: its draws would follow ts
+        values = rng.choice(["grocery", "fuel", "travel"], len(frame), p=[0.5, 0.3, 0.2])
+        return frame.assign(category=pd.Categorical(values))
+
+    coef = {"mean": [0.0, 30.0], "scale": [1.0, 30.0], "coef": [1.5, 0.5], "intercept": -3.0}
+    model = LogisticModel(columns=["x", "amount"], categories={}, coef=coef)
+    train = with_category(_scored_frame(1).drop(columns=["score"]), 101)
+    ref = build_reference(
+        dd.from_pandas(train, npartitions=3),
+        model,
+        threshold=0.5,
+        bins=5,
+        period={"start": "2025-03-03", "end": "2025-03-30"},
+    )
+    spec = ref["features"]["category"]
+    assert spec["kind"] == "categorical" and spec["source_column"] is True
+    assert spec["categories"] == ["fuel", "grocery", "travel"]
+    for c, part in train.groupby("client_id"):
+        want = part["category"].astype(str).value_counts()
+        assert spec["counts"][c] == [int(want.get(k, 0)) for k in spec["categories"]] + [0, 0]
+
+    later = with_category(_scored_frame(2).drop(columns=["score"]), 102)
+    at = later["client_id"].eq("c2") & (later["ts"] >= pd.Timestamp("2025-03-17", tz="UTC"))
+    later.loc[at.to_numpy(), "category"] = "travel"  # c2's mix moves to travel
+    later["score"] = model.predict_partition(later)
+    late = {("c2", "2025-03-17"), ("c2", "2025-03-24")}
+    assert _fired(later, ref) == {("feature_drift", "category", c, p) for c, p in late}
+    # a source without the column is monitored on the rest
+    assert _fired(later.drop(columns=["category"]), ref) == set()
+
+
 def test_bad_monitor_values_are_one_line_user_errors():
     from fraud_dask.errors import UserError
     from fraud_dask.monitor.config import check_monitor_conf

@@ -82,6 +82,12 @@ class FeaturesConf:
             "client_id",
             "is_fraud",
             "label_ts",
+            # categorical source columns (when present), for monitoring their mix; text
+            # columns are never model inputs unless model.categorical names them
+            "category",
+            "channel",
+            "merchant_country",
+            "country",
         ]
     )
     #: output partitions of each entity shuffle; null = as many as the input

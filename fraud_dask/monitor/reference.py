@@ -34,6 +34,9 @@ QUANTILES = "dask Series.quantile (approximate: per-partition percentiles merged
 SCORE_MIN_LOGIT_GAP = 0.25
 #: rows a training week needs to count in an input's stability (week-to-week PSI)
 STABILITY_MIN_ROWS = 500
+#: categorical source columns monitored beside the model's inputs when the rows carry them
+#: (``features.keep`` carries them through feature building): a shift in a client's mix
+RAW_CATEGORICAL = ("category", "channel", "merchant_country", "country")
 #: rows after the training period needed to take the score's reference on them
 MIN_SCORE_ROWS = 1000
 #: the client a source without a client column is counted under
@@ -171,6 +174,7 @@ def build_reference(
     client = client_col if has_client else None
     cats = {c: list(v) for c, v in dict(model.categories).items() if c in model.columns}
     numeric = [c for c in model.columns if c not in cats]
+    raw = [c for c in RAW_CATEGORICAL if c in frame.columns and c not in model.columns]
     weeks = whole_weeks(period)
     score_source, score_weeks = frame, weeks
     score_about: dict[str, Any] = {"rows": "training", **dict(period or {})}
@@ -186,7 +190,7 @@ def build_reference(
                 n_after,
                 MIN_SCORE_ROWS,
             )
-    inputs = _client_frame(frame, client)[["client", "ts", *model.columns]]
+    inputs = _client_frame(frame, client)[["client", "ts", *model.columns, *raw]]
     inputs = inputs.map_partitions(_with_week, meta=_with_week(inputs._meta)).persist()
     scored = model.score(_client_frame(score_source, client))[["client", "ts", "score"]]
     scored = scored.map_partitions(_with_week, meta=_with_week(scored._meta)).persist()
@@ -196,12 +200,18 @@ def build_reference(
         lazy = [inputs[c].quantile(qs) for c in numeric]
         lazy.append(scored["score"].quantile(qs + budget_qs))
         lazy.append(inputs.groupby("client", observed=True).size())
+        lazy.extend(inputs[c].astype(str).value_counts() for c in raw)
         found = dask.compute(*lazy)
+        seen = found[len(found) - len(raw) :]
+        found = found[: len(found) - len(raw)]
         rows_by_client = found[-1]
         specs: dict[str, dict[str, Any]] = {}
         for col, values in zip(numeric, found[:-2], strict=True):
             specs[col] = {"kind": "numeric", "edges": _edges(values)}
         for col, values in cats.items():
+            specs[col] = {"kind": "categorical", "categories": [str(v) for v in values]}
+        for col, counts_of in zip(raw, seen, strict=True):
+            values = counts_of[counts_of.index != "nan"].sort_index().index
             specs[col] = {"kind": "categorical", "categories": [str(v) for v in values]}
         score_q = np.asarray(found[-2], dtype=np.float64)
         score_spec = {SCORE: {"kind": "numeric", "edges": _score_edges(_edges(score_q[: len(qs)]))}}
@@ -251,6 +261,8 @@ def build_reference(
                 features[name]["labels"] = True
             if name in growing_inputs:
                 features[name]["grows"] = True
+            if name in raw:
+                features[name]["source_column"] = True
     features[SCORE]["rows"] = score_about
     scored_total = int(alerts["rows"].sum())
     for i, t in enumerate(thresholds):
@@ -270,7 +282,7 @@ def build_reference(
         "monitoring reference: %d rows, %d client(s), %d inputs; score on %s rows",
         total,
         len(clients),
-        len(cats) + len(numeric),
+        len(cats) + len(numeric) + len(raw),
         score_about["rows"],
     )
     return {

@@ -182,6 +182,11 @@ def monitor_scores(
     has_label = "is_fraud" in scored.columns
     amount_col = amount_col if amount_col and amount_col in scored.columns else None
     specs = specs_of(reference)
+    features = reference["features"]
+    for c in [c for c in specs if c != SCORE and c not in scored.columns]:
+        if features[c].get("source_column"):  # a source column this source lacks: not measured
+            log.info("monitor: the rows have no %r column: its mix is not measured", c)
+            specs.pop(c)
     missing = [c for c in specs if c != SCORE and c not in scored.columns]
     if missing:
         raise ValueError(f"monitor: input(s) {missing} of the reference missing from the rows")
