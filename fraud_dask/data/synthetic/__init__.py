@@ -42,19 +42,21 @@ behaviour overlaps the fraud and labels are noisy, as on real card data:
   dear terminals, hours shifted by a time zone, a hotel or roaming IP, the customer's own device.
 
 The default pipeline (``python -m fraud_dask``: features=default, XGBoost on the data-aware
-folds) then scores test AP 0.49 and ROC AUC 0.886 on 300,000 rows (seed 7, two 14-day test
-folds; the logistic baseline AP 0.37). On the default 1,000,000 rows (seed 42) a single-node check
-with the same features and folds gives AP 0.675 and ROC AUC 0.907 (figures and commands in
-docs/benchmarks.md). What moves it, measured by ``scripts/bench-overlap`` (the
-reference history features and single-node XGBoost of ``tests/test_synthetic_separability.py``,
-scikit-learn's average precision on a later period; 80,000 rows at a 2% fraud rate, seeds 11 and
-5): the defaults give AP 0.54 / 0.62; every knob off 0.76 / 0.91; ``friendly_fraud=0`` 0.70 /
-0.67 and ``friendly_fraud=0.5`` 0.50 / 0.20 (the strongest knob: raise it to lower AP);
-``shared_device=0`` 0.69 / 0.75 and ``shared_device=1`` 0.53 / 0.56; ``big_genuine`` and
-``travel`` move it least (both 0: 0.64 / 0.64; both 0.1: 0.54 / 0.61), since entity history still
-tells a slow trip on the customer's own device from a thief's burst - they blur the raw columns
-(amount, category, hour, IP) more than the history. Set every knob to 0 for the base scenarios
-alone (``data.synthetic.overlap`` in configs/data/synthetic.yaml).
+folds) then scores test AP 0.67 ± 0.02 and ROC AUC 0.905 on the default 1,000,000 rows (seed 42,
+three 7-day test folds; the logistic baseline AP 0.53), and AP 0.49 ± 0.01, ROC AUC 0.886 on
+300,000 rows of another seed (``data.synthetic.n_rows=300000 seed=7``: two 14-day folds; the
+baseline 0.37): less data, less to learn from (figures and commands in docs/benchmarks.md).
+
+What moves it, measured by ``scripts/bench-overlap`` (the reference history features and
+single-node XGBoost of ``tests/test_synthetic_separability.py``, scikit-learn's average precision
+on a later period; 80,000 rows at a 2% fraud rate, seeds 11 and 5): the defaults give AP 0.54 /
+0.62; every knob off 0.76 / 0.91; ``friendly_fraud=0`` 0.70 / 0.67 and ``friendly_fraud=0.5`` 0.50
+/ 0.20 (the strongest knob: raise it to lower AP); ``shared_device=0`` 0.69 / 0.75 and
+``shared_device=1`` 0.53 / 0.56; ``big_genuine`` and ``travel`` move it least (both 0: 0.64 / 0.64;
+both 0.1: 0.54 / 0.61), since entity history still tells a slow trip on the customer's own device
+from a thief's burst - they blur the raw columns (amount, category, hour, IP) more than the
+history. Set every knob to 0 for the base scenarios alone (``data.synthetic.overlap`` in
+configs/data/synthetic.yaml).
 
 Drift (``drift``, :class:`DriftConf`; all off by default) makes monitoring and exploration
 testable: from a given date, a new fraud pattern (``drift.new_pattern``: card testing at one
