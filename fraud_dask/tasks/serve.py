@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,7 +126,10 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def ready(url: str) -> None:
-        (run_dir / "service.json").write_text(json.dumps({"url": url}) + "\n")
+        # written whole, then renamed: a reader polling for the file never sees it half written
+        part = run_dir / ".service.json.part"
+        part.write_text(json.dumps({"url": url}) + "\n")
+        os.replace(part, run_dir / "service.json")
         print(f"fraud_dask scoring service: {url}/score (POST), {url}/health (GET)", flush=True)
 
     app = make_app(
