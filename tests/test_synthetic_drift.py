@@ -115,7 +115,10 @@ def test_label_delay_changes_from_its_day(base):
         ({"new_pattern": {"category": "casino"}}, "drift.new_pattern.category"),
         ({"new_pattern": {"client": "client_99"}}, "drift.new_pattern.client"),
         ({"new_pattern": {"rate": 0.0}}, "drift.new_pattern.rate"),
-        ({"client_shift": {"client": "nobody"}}, "drift.client_shift.client"),
+        (  # a shift that is on names a client the source has (an unset one is not read)
+            {"client_shift": {"start_date": "2025-02-01", "client": "nobody"}},
+            "drift.client_shift.client",
+        ),
         ({"client_shift": {"amount_factor": 0}}, "drift.client_shift.amount_factor"),
         ({"client_shift": {"category_share": 2}}, "drift.client_shift.category_share"),
         ({"label_delay": {"fraud_median_days": -1}}, "drift.label_delay.fraud_median_days"),
