@@ -211,18 +211,9 @@ def _drifted(score_shift: float = 0.0, x_shift: float = 0.0) -> pd.DataFrame:
 
 
 def test_a_shifted_input_fires_for_its_client_only(client):
-    import dask.dataframe as dd
-
-    from fraud_dask.monitor.run import monitor_scores
 
     reference = _reference(_scored_frame(1))
-    got = monitor_scores(
-        dd.from_pandas(_drifted(x_shift=2.0), npartitions=3),
-        reference,
-        _conf(min_rows=300),
-        report_date=pd.Timestamp("2025-03-31", tz="UTC"),
-        label_delay_days=7,
-    )
+    got = _monitored(_drifted(x_shift=2.0), reference)
     fired = {(a["kind"], a["name"], a["client_id"], a["period"]) for a in got["alerts"]}
     assert fired == {
         ("feature_drift", "x", "c2", "2025-03-17"),
@@ -233,18 +224,23 @@ def test_a_shifted_input_fires_for_its_client_only(client):
         assert alert["value"] > alert["threshold"] >= 0.2
 
 
-def _fired(frame: pd.DataFrame, reference: dict, **conf) -> set:
+def _monitored(frame: pd.DataFrame, reference: dict, **conf) -> dict:
+    """monitor_scores over ``frame`` (3 partitions) with 300-row periods, labels by 03-31."""
     import dask.dataframe as dd
 
     from fraud_dask.monitor.run import monitor_scores
 
-    got = monitor_scores(
+    return monitor_scores(
         dd.from_pandas(frame, npartitions=3),
         reference,
         _conf(min_rows=300, **conf),
         report_date=pd.Timestamp("2025-03-31", tz="UTC"),
         label_delay_days=7,
     )
+
+
+def _fired(frame: pd.DataFrame, reference: dict, **conf) -> set:
+    got = _monitored(frame, reference, **conf)
     return {(a["kind"], a["name"], a["client_id"], a["period"]) for a in got["alerts"]}
 
 
@@ -297,20 +293,12 @@ def test_the_default_features_name_their_label_fed_and_all_history_inputs():
 def test_monitor_parquet_holds_every_measure_and_sql_reads_it(client, tmp_path):
     """The long table of a run (monitor.parquet) against the result it was written from,
     read back through the SQL `monitor` view."""
-    import dask.dataframe as dd
 
     import fraud_dask
-    from fraud_dask.monitor.run import monitor_scores
     from fraud_dask.monitor.table import write_results
 
     reference = _reference(_scored_frame(1))
-    got = monitor_scores(
-        dd.from_pandas(_drifted(x_shift=2.0), npartitions=3),
-        reference,
-        _conf(min_rows=300),
-        report_date=pd.Timestamp("2025-03-31", tz="UTC"),
-        label_delay_days=7,
-    )
+    got = _monitored(_drifted(x_shift=2.0), reference)
     path = write_results(tmp_path / "run", got)
     assert path.name == "monitor.parquet" and not list(path.parent.glob(".*partial"))
     table = pd.read_parquet(path)
