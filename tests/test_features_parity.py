@@ -85,6 +85,7 @@ def feature_specs(draw: Any) -> dict[str, Any]:
         "frequency": [],
         "target_encoding": [],
         "amount_median": [],
+        "fraud_history": [],
     }
     for i in range(draw(st.integers(0, 3))):
         names = named(f"w{i}", aggs) | {"distinct": f"w{i}_distinct_{{column}}_{{window}}"}
@@ -150,6 +151,17 @@ def feature_specs(draw: Any) -> dict[str, Any]:
                 "factor": draw(st.sampled_from([0.5, 1.0, 3.0])),
                 "outputs": draw(subset(["ratio", "over", "max_ratio"], min_size=1)),
                 "names": named(f"m{i}", ["ratio", "over", "max_ratio"]),
+            }
+        )
+    history = ["last_age", "first_age", "share", "last_label"]
+    for i in range(draw(st.integers(0, 2))):
+        conf["fraud_history"].append(
+            {
+                "entity": draw(entity),
+                "window": draw(st.sampled_from(["2d", "3d", "all"])),
+                "delay": draw(st.sampled_from([None, "6h", "1d"])),
+                "outputs": draw(subset(history, min_size=1)),
+                "names": named(f"h{i}", history),
             }
         )
     return conf

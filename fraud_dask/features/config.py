@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from fraud_dask.features.durations import NS, parse_window, window_days, window_label
 from fraud_dask.features.kinds.base import FeatureSpec
 from fraud_dask.features.kinds.calendar import CalendarConf, CalendarField
+from fraud_dask.features.kinds.fraud_history import FraudHistorySpec
 from fraud_dask.features.kinds.frequency import FrequencySpec
 from fraud_dask.features.kinds.median import AmountMedianSpec
 from fraud_dask.features.kinds.recency import RecencySpec
@@ -42,6 +43,7 @@ __all__ = [
     "CalendarConf",
     "CalendarField",
     "FeaturesConf",
+    "FraudHistorySpec",
     "FrequencySpec",
     "RecencySpec",
     "RiskSpec",
@@ -72,6 +74,7 @@ class FeaturesConf:
     frequency: list[FrequencySpec] = field(default_factory=list)
     target_encoding: list[TargetEncodingSpec] = field(default_factory=list)
     amount_median: list[AmountMedianSpec] = field(default_factory=list)
+    fraud_history: list[FraudHistorySpec] = field(default_factory=list)
     #: input columns carried to the output when present (identifiers, label, what scoring needs)
     keep: list[str] = field(
         default_factory=lambda: [

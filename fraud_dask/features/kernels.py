@@ -329,3 +329,80 @@ def window_count_above(lo, hi, x, threshold):  # pragma: no cover - numba
                 c += 1
         out[i] = c
     return out
+
+
+@njit(cache=True)
+def fraud_history_rows(lo, hi, y):  # pragma: no cover - numba
+    """The known-fraud history of each row whose known rows are ``[lo[i], hi[i])``.
+
+    Returns the row of the earliest and of the latest fraud in the window (-1 when none), the
+    fraud share of the rows from the earliest fraud on (NaN when none) and the label of the
+    window's last row (NaN when the window is empty). O(n): prefix counts and the nearest
+    fraud at or after / at or before each row.
+    """
+    n = lo.shape[0]
+    prefix = np.zeros(n + 1, np.int64)
+    after = np.empty(n + 1, np.int64)
+    before = np.empty(n, np.int64)
+    for i in range(n):
+        prefix[i + 1] = prefix[i] + (1 if y[i] > 0 else 0)
+    nearest = n
+    after[n] = n
+    for i in range(n - 1, -1, -1):
+        if y[i] > 0:
+            nearest = i
+        after[i] = nearest
+    nearest = -1
+    for i in range(n):
+        if y[i] > 0:
+            nearest = i
+        before[i] = nearest
+    first = np.full(n, -1, np.int64)
+    last = np.full(n, -1, np.int64)
+    share = np.full(n, np.nan)
+    last_label = np.full(n, np.nan)
+    for i in range(n):
+        a = lo[i]
+        b = hi[i]
+        if b <= a:
+            continue
+        last_label[i] = 1.0 if y[b - 1] > 0 else 0.0
+        f = after[a]
+        if f < b:
+            first[i] = f
+            last[i] = before[b - 1]
+            share[i] = (prefix[b] - prefix[f]) / (b - f)
+    return first, last, share, last_label
+
+
+@njit(cache=True)
+def fraud_history_known(ts, lo, known, y):  # pragma: no cover - numba
+    """:func:`fraud_history_rows` over the rows of ``[lo[i], i)`` whose label is known at
+    ``ts[i]`` (``known <= ts[i]``): one scan of each row's window, O(n x window rows)."""
+    n = ts.shape[0]
+    first = np.full(n, -1, np.int64)
+    last = np.full(n, -1, np.int64)
+    share = np.full(n, np.nan)
+    last_label = np.full(n, np.nan)
+    for i in range(n):
+        f = -1
+        latest = -1
+        count = 0
+        frauds = 0
+        for j in range(lo[i], i):
+            if known[j] > ts[i]:
+                continue
+            latest = j
+            if y[j] > 0:
+                if f < 0:
+                    f = j
+                last[i] = j
+                frauds += 1
+            if f >= 0:
+                count += 1
+        if latest >= 0:
+            last_label[i] = 1.0 if y[latest] > 0 else 0.0
+        if f >= 0:
+            first[i] = f
+            share[i] = frauds / count
+    return first, last, share, last_label

@@ -11,6 +11,7 @@ config group           module                    operation
 ``frequency``          :mod:`.frequency`         :class:`~.window.Window` (a count)
 ``target_encoding``    :mod:`.target_encoding`   :class:`~.target_encoding.TargetEncoding`
 ``amount_median``      :mod:`.median`            :class:`~.median.AmountMedian`
+``fraud_history``      :mod:`.fraud_history`     :class:`~.fraud_history.FraudHistory`
 =====================  ========================  =============================================
 
 The contract is in :mod:`.base`. A kind is registered by its field in
