@@ -13,7 +13,6 @@ from omegaconf import OmegaConf
 from fraud_dask.cluster import (
     ExistingClusterConf,
     GpuClusterConf,
-    LocalClusterConf,
     connect,
     default_scheduler_file,
     existing_address,
@@ -29,7 +28,10 @@ def _composed(conf: object) -> object:
 
 
 def test_local_cluster_sized_from_config_and_closed_on_exit() -> None:
-    conf = _composed(LocalClusterConf(n_workers=2, threads_per_worker=1, memory_limit="1GiB"))
+    from fraud_dask.config import compose
+
+    # as configs/cluster/local.yaml composes it
+    conf = compose(["cluster.memory_limit=1GiB", "cluster.dashboard_address=127.0.0.1:0"]).cluster
     with connect(conf) as client:
         info = client.scheduler_info(n_workers=-1)
         workers = info["workers"]
@@ -42,6 +44,9 @@ def test_local_cluster_sized_from_config_and_closed_on_exit() -> None:
         # the dashboard is bound to loopback only
         assert client.dashboard_link.startswith("http://127.0.0.1:")
         assert client.submit(sum, [1, 2, 3]).result() == 6
+        # the workers run with the configured malloc thresholds, over Dask's defaults
+        env = client.run(lambda: __import__("os").environ.get("MALLOC_MMAP_THRESHOLD_"))
+        assert set(env.values()) == {"268435456"}
         address = client.scheduler.address
     # the cluster was shut down on exit
     from distributed import Client

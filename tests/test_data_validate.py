@@ -284,3 +284,38 @@ def test_missing_optional_integer_id_is_kept_as_missing_id(client, tmp_path: Pat
     assert kept["terminal_id"].dtype == np.int64 and kept["merchant_id"].dtype == np.int64
     assert (kept.loc[[3, 23, 33, 43], "terminal_id"] == MISSING_ID).all()
     assert kept.loc[5, "merchant_id"] == MISSING_ID and kept.loc[4, "terminal_id"] == 0
+
+
+def test_duplicate_pre_pass_reads_ids_alone_and_agrees_with_pandas(client, tmp_path: Path) -> None:
+    """The cheap ``tx_id`` pass finds no repeat in a clean source (no second read), and finds the
+    repeats of a dirty one: a repeat across files, a repeat whose first row is invalid, and a
+    repeated oversized id (blanked, so quarantined as oversized, not as a duplicate)."""
+    clean = tmp_path / "clean"
+    _write(clean / "a.parquet", _plain(6).assign(tx_id=[f"t{i}" for i in range(6)]))
+    _write(clean / "b.parquet", _plain(6).assign(tx_id=[f"t{i}" for i in range(6, 12)]))
+    src = open_source({"name": "x", "path": str(clean)})
+    assert src.repeated_ids() == 0
+    read = src.frames()
+    kept, quarantine = dask.compute(read.kept, read.quarantine)
+    assert sorted(kept["tx_id"]) == sorted(f"t{i}" for i in range(12)) and quarantine.empty
+
+    dirty = tmp_path / "dirty"
+    long_id = "x" * 40
+    a = _plain(6).assign(tx_id=["t0", "t1", "t2", long_id, "t4", "t5"])
+    a["card_id"] = pd.array([0, 1, None, 1, 0, 1], "Int64")  # t2's first row has no card
+    b = _plain(6).assign(tx_id=["t6", "t1", "t2", long_id, "t7", "t8"])
+    _write(dirty / "a.parquet", a)
+    _write(dirty / "b.parquet", b)
+    src = open_source({"name": "x", "path": str(dirty), "max_value_length": 20})
+    # t1 and t2 repeat; the long id is blanked before any cast, as the full read does
+    assert src.repeated_ids() == 2
+    read = src.frames()
+    kept, quarantine = dask.compute(read.kept, read.quarantine)
+    # pandas: the first valid row of each id is kept (file order, then row order)
+    rows = pd.concat([a.assign(f=0), b.assign(f=1)], ignore_index=True)
+    valid = rows["card_id"].notna() & (rows["tx_id"] != long_id)
+    want = rows[valid].drop_duplicates("tx_id")
+    assert sorted(kept["tx_id"]) == sorted(want["tx_id"])
+    by_reason = quarantine["reason"].value_counts().to_dict()
+    assert by_reason == {"duplicate_tx_id": 1, "oversized_value": 2, "null_key": 1}
+    assert len(kept) + len(quarantine) == len(rows)

@@ -26,7 +26,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +84,9 @@ class LocalClusterConf(ClusterConf):
     processes: bool = True
     dashboard_address: str = "127.0.0.1:0"
     host: str = "127.0.0.1"
+    #: environment of the worker processes, over Dask's ``distributed.nanny.pre-spawn-environ``
+    #: (configs/cluster/local.yaml sets glibc's malloc thresholds; see there)
+    worker_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -275,6 +278,7 @@ def _local_cluster(conf: LocalClusterConf) -> Any:
         host=conf.host,
         dashboard_address=conf.dashboard_address,
         silence_logs=logging.ERROR,
+        env={str(k): str(v) for k, v in conf.worker_env.items()},
     )
 
 

@@ -2,8 +2,9 @@
 
 Every row-level check that needs only its own partition (null keys, amounts, timestamps, time
 zones, labels) runs lazily inside the read. Duplicate ``tx_id`` detection (``data.dedupe``, on
-by default) needs the whole read: one extra pass over ``tx_id`` computes the repeated ones, then
-the first valid occurrence of each (in file order, then row order) is kept and later ones are
+by default) needs the whole read: one extra pass over the ``tx_id`` column alone finds whether
+any value repeats; only when one does, a pass over the checked rows finds the first valid
+occurrence of each (in file order, then row order), which is kept, and later ones are
 quarantined.
 
 - :func:`read_transactions` (what every task uses): a :class:`Frames` holding the kept rows, the
@@ -34,7 +35,15 @@ from fraud_dask.data import io
 from fraud_dask.data.pan import hasher_from_conf
 from fraud_dask.data.schema import ID_COLUMNS, POINT_OF_SALE, REASONS, REQUIRED, STRING_DTYPE
 from fraud_dask.data.sources import PanAction, SourceConf, as_source_conf
-from fraud_dask.data.validate import Plan, kept_rows, prepare_partition, quarantined_rows
+from fraud_dask.data.validate import (
+    Plan,
+    _cast_id,
+    _may_exceed,
+    kept_rows,
+    prepare_partition,
+    quarantined_rows,
+    text_lengths,
+)
 from fraud_dask.errors import InputTypeError, UserError
 
 log = logging.getLogger(__name__)
@@ -484,11 +493,47 @@ class Source:
         )
         return frame
 
+    def repeated_ids(self) -> int:
+        """How many ``tx_id`` values occur more than once among the rows read (0: none).
+
+        A cheap pass that reads the ``tx_id`` column alone and casts it as the full read does,
+        without the other columns' checks (oversized values are left out, as the full read
+        blanks them): the rows it counts are a superset of the valid rows, so 0 here proves that
+        no valid row repeats a ``tx_id``.
+        """
+        raw = next(r for r, c in self.mapping.items() if c == "tx_id")
+        kind = self.id_kinds.get("tx_id", "int")
+        meta = pd.DataFrame(
+            {"tx_id": pd.Series([], dtype=STRING_DTYPE if kind == "str" else "Int64")}
+        )
+        process = functools.partial(
+            _read_ids, raw=raw, kind=kind, limit=self.conf.max_value_length, meta=meta
+        )
+        ids = io.read_files(
+            self.infos,
+            fs=self.fs,
+            fmt=self.conf.format.value,
+            columns=[raw],
+            filters=self.filters,
+            csv_options=dict(self.conf.csv_options),
+            process=process,
+            meta=meta,
+            label="read-tx-ids",
+            rows_per_partition=self.conf.rows_per_partition,
+        )
+        sizes = ids.groupby("tx_id").size(split_out=True, shuffle_method=_shuffle_method())
+        return int((sizes > 1).sum().compute())
+
     def duplicates(self, prepared: dd.DataFrame) -> pd.Series:
         """Compute ``tx_id`` -> position of its first valid row, for repeated ``tx_id``.
 
-        One pass over the source (a shuffle of ``tx_id`` and position only).
+        First :meth:`repeated_ids` (the ``tx_id`` column alone): when no value repeats, the
+        answer is empty without reading the rest. Otherwise one pass over the checked rows (a
+        shuffle of ``tx_id`` and position only).
         """
+        if self.repeated_ids() == 0:
+            index = prepared._meta["tx_id"].iloc[:0]
+            return pd.Series([], index=pd.Index(index, name="tx_id"), dtype="int64", name="min")
         meta = prepared._meta[["tx_id", "_pos"]]
         valid = prepared.map_partitions(_valid_ids, meta=meta)
         agg = valid.groupby("tx_id")["_pos"].agg(
@@ -555,6 +600,29 @@ def _shuffle_method() -> str:
     except (ImportError, ValueError):
         return "tasks"
     return "p2p"
+
+
+def _read_ids(
+    pdf: pd.DataFrame,
+    source: str,
+    index: Any,
+    *,
+    raw: str,
+    kind: str,
+    limit: int,
+    meta: pd.DataFrame,
+) -> pd.DataFrame:
+    """One partition's non-null ``tx_id`` values, cast as :func:`prepare_partition` casts them.
+
+    Values longer than ``limit`` characters are left out (the full read quarantines them before
+    any cast), so a cast error here is the one the full read raises.
+    """
+    s = pdf[raw]
+    lengths = text_lengths(s) if _may_exceed(s, limit) else None
+    if lengths is not None:
+        s = s.mask(lengths > limit)
+    ids = _cast_id(s, kind, f"{source}: column {raw!r} (tx_id)")
+    return pd.DataFrame({"tx_id": ids[ids.notna()].astype(meta["tx_id"].dtype)})
 
 
 def _valid_ids(pdf: pd.DataFrame) -> pd.DataFrame:
