@@ -268,18 +268,26 @@ def data_home() -> Path:
 
 
 def _local_cluster(conf: LocalClusterConf) -> Any:
+    import dask
     from distributed import LocalCluster
 
-    return LocalCluster(
-        n_workers=int(conf.n_workers),
-        threads_per_worker=int(conf.threads_per_worker),
-        memory_limit=conf.memory_limit,
-        processes=bool(conf.processes),
-        host=conf.host,
-        dashboard_address=conf.dashboard_address,
-        silence_logs=logging.ERROR,
-        env={str(k): str(v) for k, v in conf.worker_env.items()},
-    )
+    # set before each worker process starts (glibc reads MALLOC_* at start-up; the nanny's
+    # ``env`` argument would only reach os.environ once the worker runs)
+    key = "distributed.nanny.pre-spawn-environ"
+    env = {
+        **dask.config.get(key, default={}),
+        **{str(k): str(v) for k, v in conf.worker_env.items()},
+    }
+    with dask.config.set({key: env}):
+        return LocalCluster(
+            n_workers=int(conf.n_workers),
+            threads_per_worker=int(conf.threads_per_worker),
+            memory_limit=conf.memory_limit,
+            processes=bool(conf.processes),
+            host=conf.host,
+            dashboard_address=conf.dashboard_address,
+            silence_logs=logging.ERROR,
+        )
 
 
 def gpu_count() -> int:
