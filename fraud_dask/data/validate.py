@@ -238,6 +238,15 @@ def _cast_extra(s: pd.Series, dtype: Any, where: str) -> pd.Series:
         ) from None
 
 
+def _text_column(values: np.ndarray, index: pd.Index) -> pd.Series:
+    """An object array of strings and Nones as a string column (all-null ones built directly:
+    converting Nones one by one is most of a clean partition's check time)."""
+    if pd.isna(values).all():
+        nulls = pa.nulls(len(values), pa.large_string())
+        return pd.Series(pd.array(nulls, dtype=STRING_DTYPE), index=index)
+    return pd.Series(values, index=index, dtype=STRING_DTYPE)
+
+
 def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) -> pd.DataFrame:
     """Canonicalise and check one partition.
 
@@ -378,11 +387,13 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
         binary = label.isin([0, 1]).to_numpy()
         flag(~binary, Reason.label_not_binary, raw_label.astype(STRING_DTYPE), "is_fraud")
         out["is_fraud"] = label.where(binary).astype("Int8")
-    client = df["client_id"].astype(STRING_DTYPE) if "client_id" in df.columns else None
-    if client is None:
-        client = pd.Series(plan.client_id, index=df.index, dtype=STRING_DTYPE)
     # scanned as a category: each distinct client once
-    client = client.fillna(plan.client_id).astype("category")
+    if "client_id" in df.columns:
+        client = df["client_id"].astype(STRING_DTYPE).fillna(plan.client_id).astype("category")
+    else:  # the source's one client, as a category built directly
+        one = pd.Index([plan.client_id], dtype=STRING_DTYPE)
+        codes = np.zeros(n, dtype=np.int8)
+        client = pd.Series(pd.Categorical.from_codes(codes, categories=one), index=df.index)
     out["client_id"] = _scan(client, "client_id", plan, where("client_id"))
 
     if np.ndim(index) == 0:
@@ -410,8 +421,8 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
             flag(dup, Reason.duplicate_tx_id, what, "tx_id")  # detail: tx_id=first=FILE:ROW
 
     result = pd.DataFrame(out, index=df.index)[[c for c in _order(df.columns) if c in out]]
-    result["reason"] = pd.Series(reason, index=df.index, dtype=STRING_DTYPE)
-    result["detail"] = pd.Series(detail, index=df.index, dtype=STRING_DTYPE)
+    result["reason"] = _text_column(reason, df.index)
+    result["detail"] = _text_column(detail, df.index)
     result["_pos"] = pos
     if plan.start is not None or plan.end is not None:
         keep = np.ones(n, dtype=bool)
