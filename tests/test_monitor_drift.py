@@ -11,6 +11,7 @@ made twice: by hand with pandas on the generated rows, and by the generator's ow
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -136,6 +137,9 @@ def test_monitor_html_renders_offline_in_a_browser(shifted_run, tmp_path):
     assert "Alerts (" in page.dom and "Drift heat map" in page.dom
     assert "feature_drift" in page.dom and DRIFTED in page.dom  # the fired alerts come first
     assert page.dom.index("Alerts (") < page.dom.index("Drift heat map")
+    # thresholds read as short numbers, not as 16-digit floats
+    alerts = page.dom[page.dom.index("Alerts (") : page.dom.index("Drift heat map")]
+    assert not re.search(r"\d\.\d{8,}", alerts), alerts[:2000]
 
 
 def test_the_generators_client_shift_fires_for_that_client_only(world, client):

@@ -206,6 +206,15 @@ def _rate_figure(rates: Sequence[Mapping[str, Any]], low: float, high: float, fr
     return fig
 
 
+def _bound(value: Any) -> str:
+    """A rule's threshold as text: a number, or a band as "low to high" (4 significant digits)."""
+    if isinstance(value, list | tuple):
+        return " to ".join(_bound(v) for v in value)
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{float(value):.4g}"
+    return "–" if value is None else str(value)
+
+
 def write_monitor_report(
     run_dir: str | Path,
     result: Mapping[str, Any],
@@ -257,7 +266,7 @@ def write_monitor_report(
                 "p_value",
             )
         }  # fmt: skip
-        | {"threshold": str(a.get("threshold"))}
+        | {"threshold": _bound(a.get("threshold"))}
         for a in alerts
     ]
     intro = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
