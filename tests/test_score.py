@@ -67,6 +67,33 @@ def test_score_period_matches_full_history_features(world, client):
         )
 
 
+def test_scoring_in_row_chunks_changes_nothing(world, client):
+    """A partition scored a few rows at a time (bounded memory) gives XGBoost's own answer."""
+    import dask.dataframe as dd
+
+    from fraud_dask.score.batch import score_features
+
+    bundle = Registry(world.registry).load("fraud")
+    period, score, shap = _expected(world, bundle)
+    frame = dd.from_pandas(period, npartitions=3)
+    whole = score_features(frame, bundle.model, top=3, chunk_rows=len(period)).compute()
+    # 97 rows per chunk: the last chunk of each partition is a short one
+    chunked = score_features(frame, bundle.model, top=3, chunk_rows=97).compute()
+    pd.testing.assert_frame_equal(chunked, whole)
+    got = chunked.sort_values("tx_id").reset_index(drop=True)
+    np.testing.assert_array_equal(got["tx_id"].to_numpy(), period["tx_id"].to_numpy())
+    np.testing.assert_array_equal(got["score"].to_numpy(), score)
+    codes = [reason_code(c) for c in bundle.model.columns]
+    for i in range(0, len(period), max(1, len(period) // 50)):
+        contrib = shap[i, :-1]
+        ranked = [codes[j] for j in np.argsort(-contrib, kind="stable") if contrib[j] > 0][:3]
+        ranked += [None] * (3 - len(ranked))
+        reasons = [got.at[i, f"reason_{k}"] for k in (1, 2, 3)]
+        assert [None if pd.isna(r) else r for r in reasons] == ranked
+    with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
+        score_features(frame, bundle.model, chunk_rows=0)
+
+
 def test_exact_recency_reads_the_last_row_before_the_history(client, tmp_path):
     """A card silent for 40 days: its time-since-previous needs a row far before the horizon."""
     import dask.dataframe as dd

@@ -37,6 +37,14 @@ def reason_columns(top: int) -> list[str]:
     return [f"reason_{i + 1}" for i in range(top)]
 
 
+#: Rows encoded, scored and explained at a time inside a partition. The model matrix, XGBoost's
+#: copy of it, the TreeSHAP values (float64, inputs + 1 columns) and their sort for the reason
+#: codes are each ``rows x inputs`` wide: scored whole, a 500k-row partition of 91 inputs took
+#: 1.2 GiB above the partition itself (docs/benchmarks.md, issue 17); per chunk it is bounded
+#: whatever the partition size. Rows are scored independently, so results do not depend on it.
+CHUNK_ROWS = 65_536
+
+
 def score_partition(
     part: pd.DataFrame,
     model: Any,
@@ -46,6 +54,7 @@ def score_partition(
     threshold: float,
     keep: Sequence[str],
     version: int = 0,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> pd.DataFrame:
     """Score one pandas batch: ``keep`` columns, ``score``, ``alert``, reasons, version.
 
@@ -66,22 +75,34 @@ def score_partition(
         Columns of ``part`` carried to the output.
     version : int
         Registry version recorded in ``model_version``.
+    chunk_rows : int
+        Rows encoded, scored and explained at a time (bounds the working memory; the results
+        do not depend on it).
 
     Returns
     -------
     pandas.DataFrame
     """
+    if chunk_rows < 1:
+        raise ValueError(f"score: chunk_rows must be >= 1, got {chunk_rows}")
     out = part[list(keep)].copy()
-    matrix = encode_partition(part, model.columns, model.categories).to_numpy(np.float32)
-    score = model.predict_matrix(matrix, raw)
-    score = np.asarray(score, dtype=np.float32)
+    n = len(part)
+    score = np.empty(n, dtype=np.float32)
+    reasons = [np.full(n, None, dtype=object) for _ in range(top)]
+    codes = [reason_code(c) for c in model.columns]
+    for lo in range(0, n, chunk_rows):
+        hi = min(n, lo + chunk_rows)
+        rows = part.iloc[lo:hi]
+        matrix = encode_partition(rows, model.columns, model.categories).to_numpy(np.float32)
+        score[lo:hi] = model.predict_matrix(matrix, raw)
+        if top > 0:
+            contribs = model.contributions(matrix, raw)
+            for column, values in zip(reasons, top_reasons(contribs, codes, top), strict=True):
+                column[lo:hi] = values
+            del contribs
+        del matrix
     out["score"] = score
     out["alert"] = score >= np.float32(threshold)
-    if len(part) and top > 0:
-        contribs = model.contributions(matrix, raw)
-        reasons = top_reasons(contribs, [reason_code(c) for c in model.columns], top)
-    else:
-        reasons = [np.empty(0, dtype=object) for _ in range(top)]
     for name, values in zip(reason_columns(top), reasons, strict=True):
         out[name] = pd.Series(values, index=part.index, dtype=object).astype(STRING_DTYPE)
     out["model_version"] = np.int32(version)
@@ -96,6 +117,7 @@ def score_features(
     threshold: float = 0.5,
     keep: Sequence[str] | None = None,
     version: int = 0,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Any:
     """Score a lazy frame of features: ``score``, ``alert``, ``reason_1..top``, lazily.
 
@@ -113,6 +135,8 @@ def score_features(
         Columns carried to the output; default: those of :data:`CARRY` in the frame.
     version : int
         Registry version, recorded in ``model_version``.
+    chunk_rows : int
+        Rows of a partition scored at a time (see :data:`CHUNK_ROWS`).
 
     Returns
     -------
@@ -136,11 +160,19 @@ def score_features(
         )
     if top < 0:
         raise ValueError(f"score: top_reasons must be >= 0, got {top}")
+    if chunk_rows < 1:
+        raise ValueError(f"score: chunk_rows must be >= 1, got {chunk_rows}")
     # Batch scoring runs on the workers' CPUs whatever device the model trained on (the
     # reasons' TreeSHAP is CPU code); a large model travels once in the graph, not per task.
     shell, raw_bytes = dataclasses.replace(model, device="cpu").shell()
     raw = dask.delayed(raw_bytes, pure=True) if raw_bytes is not None else None
-    kwargs = {"top": top, "threshold": threshold, "keep": keep, "version": version}
+    kwargs = {
+        "top": top,
+        "threshold": threshold,
+        "keep": keep,
+        "version": version,
+        "chunk_rows": chunk_rows,
+    }
     meta = _meta(frame._meta, keep, top)
     return frame.map_partitions(score_partition, shell, raw, **kwargs, meta=meta)
 
