@@ -27,10 +27,12 @@ def _composed(conf: object) -> object:
     return OmegaConf.structured(conf)
 
 
-def test_local_cluster_sized_from_config_and_closed_on_exit() -> None:
+def test_local_cluster_sized_from_config_and_closed_on_exit(monkeypatch) -> None:
     from fraud_dask.config import compose
 
-    # as configs/cluster/local.yaml composes it
+    # as configs/cluster/local.yaml composes it; this process's environment holds Dask's default
+    # as an earlier cluster leaves it, and the configured value still wins
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     conf = compose(["cluster.memory_limit=1GiB", "cluster.dashboard_address=127.0.0.1:0"]).cluster
     with connect(conf) as client:
         info = client.scheduler_info(n_workers=-1)

@@ -271,23 +271,32 @@ def _local_cluster(conf: LocalClusterConf) -> Any:
     import dask
     from distributed import LocalCluster
 
-    # set before each worker process starts (glibc reads MALLOC_* at start-up; the nanny's
-    # ``env`` argument would only reach os.environ once the worker runs)
+    # Set before each worker process starts (glibc reads MALLOC_* at start-up; the nanny's
+    # ``env`` argument would only reach os.environ once the worker runs). The nanny takes a
+    # pre-spawn variable from this process's environment when it is set there (an earlier
+    # cluster leaves Dask's defaults behind), so the configured values go there too while the
+    # workers are created; a nanny keeps them for the restarts of its worker.
     key = "distributed.nanny.pre-spawn-environ"
-    env = {
-        **dask.config.get(key, default={}),
-        **{str(k): str(v) for k, v in conf.worker_env.items()},
-    }
-    with dask.config.set({key: env}):
-        return LocalCluster(
-            n_workers=int(conf.n_workers),
-            threads_per_worker=int(conf.threads_per_worker),
-            memory_limit=conf.memory_limit,
-            processes=bool(conf.processes),
-            host=conf.host,
-            dashboard_address=conf.dashboard_address,
-            silence_logs=logging.ERROR,
-        )
+    wanted = {str(k): str(v) for k, v in conf.worker_env.items()}
+    before = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        with dask.config.set({key: {**dask.config.get(key, default={}), **wanted}}):
+            return LocalCluster(
+                n_workers=int(conf.n_workers),
+                threads_per_worker=int(conf.threads_per_worker),
+                memory_limit=conf.memory_limit,
+                processes=bool(conf.processes),
+                host=conf.host,
+                dashboard_address=conf.dashboard_address,
+                silence_logs=logging.ERROR,
+            )
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def gpu_count() -> int:
