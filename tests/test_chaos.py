@@ -148,3 +148,31 @@ def test_batch_scores_and_metrics_are_identical_when_a_worker_dies(own_client):
         calm_scores.sort_values("tx_id").reset_index(drop=True),
     )
     assert hit_metrics == calm_metrics
+
+
+def test_the_fit_guard_does_not_take_healthy_workers_for_lost():
+    """The client's periodic refresh of its scheduler cache (here every 5 ms) must not make a
+    healthy fit look as if its workers had left: the guard lets it finish, restarts nothing."""
+    import time
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from fraud_dask.train.guard import _attempt, _workers
+
+    with (
+        dask.config.set({"distributed.client.scheduler-info-interval": "5ms"}),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        assert all(len(_workers(client)) == 2 for _ in range(300))
+
+        def fit() -> str:
+            time.sleep(3)
+            return "fitted"
+
+        assert _attempt(client, fit, bound_s=60, grace_s=0.3, poll_s=0.01) == "fitted"
+        assert client.run(os.getpid) == pids  # no worker was restarted

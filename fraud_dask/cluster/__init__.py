@@ -448,6 +448,19 @@ def _worker_cuda_devices() -> int:
         return 0
 
 
+def scheduler_workers(client: Client) -> dict[str, Any]:
+    """The scheduler's workers now (address -> info), asked directly.
+
+    ``client.scheduler_info()`` returns the client's cache, which its periodic refresh can
+    replace, between the fetch and the return, with a copy that lists no worker (seen under
+    load: a healthy fit's workers taken for lost, an empty worker list).
+    """
+    scheduler = client.scheduler
+    if scheduler is None:
+        raise RuntimeError("the client is not connected to a scheduler")
+    return dict(client.sync(scheduler.identity, n_workers=-1)["workers"])
+
+
 def worker_gpus(client: Client) -> dict[str, int]:
     """CUDA device count per worker, as the workers themselves report it."""
     return {str(k): int(v) for k, v in client.run(_worker_cuda_devices).items()}

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fraud_dask.cluster import scheduler_workers
+
 
 def sample_genuine(
     part: pd.DataFrame, label: str, rate: float, seed: int, partition_info: dict | None = None
@@ -97,7 +99,7 @@ def balance_stratified(
     import dask
     import dask.dataframe as dd
 
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    workers = sorted(scheduler_workers(client))
     if not workers:
         raise ValueError("balance: the cluster has no worker")
     frame = client.persist(frame)
@@ -170,7 +172,7 @@ def balance(
     import dask
     import dask.dataframe as dd
 
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    workers = sorted(scheduler_workers(client))
     if not workers:
         raise ValueError("balance: the cluster has no worker")
     frame = client.persist(frame)

@@ -85,7 +85,9 @@ def _brief(error: BaseException, limit: int = 300) -> str:
 
 
 def _workers(client: Any) -> set[str]:
-    return set(client.scheduler_info(n_workers=-1)["workers"])
+    from fraud_dask.cluster import scheduler_workers
+
+    return set(scheduler_workers(client))
 
 
 def _attempt(

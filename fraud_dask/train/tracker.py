@@ -33,6 +33,8 @@ import sys
 import threading
 from typing import Any
 
+from fraud_dask.cluster import scheduler_workers
+
 log = logging.getLogger(__name__)
 
 #: seconds a worker waits for its tracker process to report its address
@@ -203,7 +205,7 @@ def stop_trackers(client: Any) -> int:
     if not started:
         return 0
     # a worker that left took its tracker along (asking it would wait for a connect timeout)
-    present = set(client.scheduler_info(n_workers=-1)["workers"])
+    present = set(scheduler_workers(client))
     stopped = 0
     for worker, pid in started:
         if worker not in present:

@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from fraud_dask.cluster import scheduler_workers
+
 log = logging.getLogger(__name__)
 
 #: Trial states that count towards ``tune.n_trials``.
@@ -203,7 +205,7 @@ def run_on_workers(
     from optuna_integration.dask import DaskStorage
 
     client.wait_for_workers(1, timeout=120)
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    workers = scheduler_workers(client)
     slots = [addr for addr, w in sorted(workers.items()) for _ in range(int(w["nthreads"]))]
     jobs = int(jobs or len(slots))
     if jobs < 1:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from fraud_dask.cluster import scheduler_workers
 from fraud_dask.train.balance import balance_stratified, genuine_rate, sample_genuine
 from fraud_dask.train.config import ModelConf, feature_columns, xgb_params
 from fraud_dask.train.encode import encode_partition, feature_types, learn_categories, matrix_meta
@@ -289,7 +290,7 @@ class XGBoostModel(Model):
                 stop_trackers(client)
 
         started = time.perf_counter()
-        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        workers = len(scheduler_workers(client))
         bound = conf.timeout_s
         out = run_guarded(
             client,
