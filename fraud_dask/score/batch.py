@@ -4,16 +4,25 @@
 with ``map_partitions(..., meta=...)``. :func:`load_period` reads the transactions of a scoring
 period plus the history its features need (the plan's horizon before the period, and the last
 earlier row of every entity with a time-since-previous feature), so every window of every
-scored row is complete. :func:`score_period` chains the two with the bundle's feature spec;
+scored row is complete. :func:`period_features` builds the bundle's features of the period's
+rows from them; :func:`score_period` chains that with the scoring, all in one lazy graph;
 :func:`read_period` and :func:`score_period_read` also return the source reads, whose counts
 (rows in = kept + quarantined, by reason) ``task=score`` reports.
+
+:func:`staged_features` is ``task=score``'s two-pass form: the period's features (the model's
+inputs and the carried columns) are written to a hidden staging dataset beside the output and
+read back for the scoring, so the feature build (entity shuffles, joins) and the slow scoring
+tasks (TreeSHAP) never hold memory on a worker at the same time; the staging dataset is removed
+however the block ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,14 +159,8 @@ def score_features(
     """
     import dask
 
-    missing = [c for c in model.columns if c not in frame.columns]
     keep = [c for c in CARRY if c in frame.columns] if keep is None else list(keep)
-    missing += [c for c in keep if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"score: column(s) {missing} missing from the frame to score; it has "
-            f"{list(frame.columns)}"
-        )
+    _check_columns(frame, [*model.columns, *keep])
     if top < 0:
         raise ValueError(f"score: top_reasons must be >= 0, got {top}")
     if chunk_rows < 1:
@@ -175,6 +178,15 @@ def score_features(
     }
     meta = _meta(frame._meta, keep, top)
     return frame.map_partitions(score_partition, shell, raw, **kwargs, meta=meta)
+
+
+def _check_columns(frame: Any, needed: Sequence[str]) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"score: column(s) {missing} missing from the frame to score; it has "
+            f"{list(frame.columns)}"
+        )
 
 
 def _meta(part: pd.DataFrame, keep: Sequence[str], top: int) -> pd.DataFrame:
@@ -345,15 +357,184 @@ def score_period_read(
     exact_recency: bool = True,
 ) -> tuple[Any, PeriodRead]:
     """:func:`score_period`, returning the :class:`PeriodRead` (reads and their counts)."""
-    from fraud_dask.features.build import build_features
-
-    period_read = read_period(data_cfg, bundle.features, start, end, exact_recency=exact_recency)
-    feats = build_features(period_read.frame, bundle.features)
-    lo = _utc(start)
-    period = feats[feats["ts"] >= lo]
-    if end is not None:
-        period = period[period["ts"] < _utc(end)]
+    period, period_read = period_features(
+        data_cfg, bundle.features, start, end, exact_recency=exact_recency
+    )
     scored = score_features(
         period, bundle.model, top=top, threshold=threshold, version=bundle.version
     )
     return scored, period_read
+
+
+def period_features(
+    data_cfg: SourceConf | Mapping[str, Any],
+    features: Any,
+    start: Any,
+    end: Any = None,
+    *,
+    exact_recency: bool = True,
+) -> tuple[Any, PeriodRead]:
+    """The features of the rows of ``[start, end)``, built over their history, lazily.
+
+    Parameters
+    ----------
+    data_cfg : DataConf, DictConfig or mapping
+        The source.
+    features : FeaturesConf, DictConfig or mapping
+        The feature spec (a bundle's ``features``).
+    start, end : str or Timestamp
+        The period (UTC when naive); ``end`` None: to the end of the data.
+    exact_recency : bool
+        See :func:`load_period`.
+
+    Returns
+    -------
+    (dask.dataframe.DataFrame, PeriodRead)
+        ``build_features`` of the period and its history, filtered to the period's rows; the
+        reads (their counts are not computed here).
+    """
+    from fraud_dask.features.build import build_features
+
+    period_read = read_period(data_cfg, features, start, end, exact_recency=exact_recency)
+    feats = build_features(period_read.frame, features)
+    period = feats[feats["ts"] >= _utc(start)]
+    if end is not None:
+        period = period[period["ts"] < _utc(end)]
+    return period, period_read
+
+
+@dataclasses.dataclass
+class StagedFeatures:
+    """A period's features written to a staging dataset, and what writing them counted."""
+
+    frame: Any
+    """Lazy features read back from the staging dataset (the same columns and dtypes as the
+    lazily built ones)."""
+    path: str
+    """The staging dataset (removed when :func:`staged_features`' block ends)."""
+    rows: int
+    """Rows staged (the period's rows)."""
+    period_read: PeriodRead
+    """The source reads the features were built from."""
+    counts: list[Any]
+    """Their ``lazy_counts()``, computed with the staging write (for ``total_counts``)."""
+
+
+def staging_path(near: str, storage_options: dict[str, Any] | None = None) -> str:
+    """A fresh hidden sibling of ``near`` on its filesystem: ``<parent>/.<name>.features-<hex>``.
+
+    Parameters
+    ----------
+    near : str
+        The output the staging serves (local path or fsspec URL).
+    storage_options : dict, optional
+        fsspec options of its filesystem.
+
+    Returns
+    -------
+    str
+        A URL with ``near``'s protocol.
+    """
+    from fraud_dask.data.io import filesystem
+
+    fs, root = filesystem(near, storage_options)
+    if not root:
+        raise ValueError(f"score: refusing to stage features beside the root of {near!r}")
+    parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
+    staging = f".{name}.features-{uuid.uuid4().hex}"
+    return str(fs.unstrip_protocol(f"{parent}/{staging}" if parent else staging))
+
+
+@contextlib.contextmanager
+def staged_features(
+    data_cfg: SourceConf | Mapping[str, Any],
+    bundle: Any,
+    start: Any,
+    end: Any = None,
+    *,
+    near: str,
+    storage_options: dict[str, Any] | None = None,
+    exact_recency: bool = True,
+) -> Iterator[StagedFeatures]:
+    """Write the features a bundle scores of ``[start, end)`` to storage; yield them read back.
+
+    The features are built as :func:`period_features` builds them; only the model's inputs
+    and the :data:`CARRY` columns present are written (a flat dataset, one file per feature
+    partition), in one ``dask.compute`` with the source reads' counts. Scoring the yielded
+    frame is then a second graph that starts from files: no worker holds the feature build's
+    shuffles while the scoring tasks run. The staging dataset lives in a hidden folder beside
+    ``near`` on ``near``'s filesystem (:func:`staging_path`; an object store works as a local
+    folder does) and is removed when the block ends, however it ends.
+
+    Parameters
+    ----------
+    data_cfg : DataConf, DictConfig or mapping
+        The source.
+    bundle : fraud_dask.registry.ModelBundle
+        Its ``features`` spec is built, its ``model.columns`` written.
+    start, end : str or Timestamp
+        The period (UTC when naive).
+    near : str
+        Where the scores go: the staging folder is its hidden sibling.
+    storage_options : dict, optional
+        fsspec options of ``near``'s filesystem.
+    exact_recency : bool
+        See :func:`load_period`.
+
+    Yields
+    ------
+    StagedFeatures
+
+    Raises
+    ------
+    ValueError
+        An input of the model is missing from the features (before anything is written).
+    """
+    from fraud_dask.data.io import filesystem, read_dataset, write_datasets
+
+    feats, period_read = period_features(
+        data_cfg, bundle.features, start, end, exact_recency=exact_recency
+    )
+    _check_columns(feats, bundle.model.columns)
+    carried = [c for c in CARRY if c in feats.columns]
+    columns = list(dict.fromkeys([*carried, *bundle.model.columns]))
+    frame = feats[columns]
+    folder = staging_path(near, storage_options)
+    path = f"{folder}/features"
+    fs, root = filesystem(folder, storage_options)
+    try:
+        rows, *counts = write_datasets(
+            [(frame, path, None)], storage_options, compute=False, extra=period_read.lazy_counts()
+        )()
+        log.info("score: %d rows of features staged in %s", rows, folder)
+        staged = _same_dtypes(read_dataset(path, storage_options=storage_options), frame._meta)
+        yield StagedFeatures(staged, path, int(rows), period_read, counts)
+    finally:
+        # write_datasets' own partial output sits inside the folder too: one removal covers all
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+
+
+def _same_dtypes(staged: Any, meta: pd.DataFrame) -> Any:
+    """The staged frame with the columns, order and dtypes of the frame that was written.
+
+    Parquet keeps every dtype the features use (strings, categories, tz-aware times, nullable
+    integers); a reader that widened one would change ``encode_partition``'s text codes of a
+    category or the scores' output schema, so any difference is cast back (a category only
+    when it came back as something else: its values are per partition).
+    """
+    if list(staged.columns) != list(meta.columns):
+        _check_columns(staged, list(meta.columns))
+        staged = staged[list(meta.columns)]
+    casts = {}
+    for col, want in meta.dtypes.items():
+        got = staged._meta[col].dtype
+        if isinstance(want, pd.CategoricalDtype):
+            if not isinstance(got, pd.CategoricalDtype):
+                casts[col] = "category"
+        elif got != want:
+            casts[col] = want
+    if casts:
+        log.warning("score: staged columns read back with other dtypes, cast back: %s", casts)
+        staged = staged.astype(casts)
+    return staged

@@ -74,6 +74,13 @@ class ScoreConf:
     exact_recency : bool
         Also read, for every entity with a time-since-previous feature, its last transaction
         before the history window, so that the feature is exact however long the gap.
+    stage_features : bool
+        ``task=score`` in two passes: write the period's features (the model's inputs and the
+        carried columns) to a hidden staging dataset beside ``output``, on its filesystem, then
+        score from those files; the staging dataset is removed at the end, whatever happens.
+        The feature build's shuffles and the slow scoring tasks then never share a worker's
+        memory (10 M rows in 4 GiB workers, docs/benchmarks.md). false: one graph from the
+        source to the scores (no staging I/O; for periods that fit in the workers' memory).
     serve : ServeConf
         The scoring service.
     """
@@ -84,6 +91,7 @@ class ScoreConf:
     threshold: float = 0.5
     top_reasons: int = 3
     exact_recency: bool = True
+    stage_features: bool = True
     serve: ServeConf = field(default_factory=ServeConf)
 
 

@@ -8,6 +8,12 @@ for the period ``[score.start, score.end)`` with the history they need, and writ
 ``alert`` (``score >= score.threshold``), ``reason_1..score.top_reasons`` and ``model_version``
 to ``score.output`` (default ``<run_dir>/scores``), partitioned by day.
 
+With ``score.stage_features`` (the default) this runs in two computes: the period's features
+(model inputs and carried columns) are written to a hidden staging dataset beside the output,
+with the reads' counts (:func:`fraud_dask.score.batch.staged_features`), then scored from those
+files and written; the staging dataset is removed however the run ends, and the output is only
+replaced once every score is written. Off: one graph from the source to the scores.
+
 Example::
 
     python -m fraud_dask task=score score.start=2025-03-01 score.end=2025-03-08
@@ -61,7 +67,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     ----------
     cfg : fraud_dask.config.Config
         Uses ``cfg.data``, ``cfg.registry`` (path, name, version), ``cfg.score`` (start, end,
-        output, threshold, top_reasons, exact_recency) and ``cfg.run_dir``.
+        output, threshold, top_reasons, exact_recency, stage_features) and ``cfg.run_dir``.
     client : distributed.Client
         The session's client; the work runs on its cluster.
 
@@ -76,30 +82,51 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     from fraud_dask.data import total_counts
     from fraud_dask.data.io import write_datasets
     from fraud_dask.registry import Registry
-    from fraud_dask.score.batch import score_period_read
+    from fraud_dask.score.batch import score_features, score_period_read, staged_features
 
     started = time.perf_counter()
     reg = Registry.from_conf(cfg.registry)
     bundle = reg.load(str(cfg.registry.name), str(cfg.registry.version))
     start, end = period(cfg)
-    scored, period_read = score_period_read(
-        cfg.data,
-        bundle,
-        start,
-        end,
-        top=int(cfg.score.top_reasons),
-        threshold=float(cfg.score.threshold),
-        exact_recency=bool(cfg.score.exact_recency),
-    )
+    top, threshold = int(cfg.score.top_reasons), float(cfg.score.threshold)
+    exact_recency = bool(cfg.score.exact_recency)
     out = output_path(cfg)
     storage_options = dict(cfg.data.storage_options) or None
     log.info("score: %s v%d, %s..%s -> %s", bundle.name, bundle.version, start, end, out)
-    # the write, the alert count and the reads' counts share one compute: one pass over the data
-    written, alerts, *values = write_datasets(
-        [(scored, out, ("day",))],
-        storage_options,
-        extra=[scored["alert"].sum(), *period_read.lazy_counts()],
-    )
+    if cfg.score.stage_features:
+        # two passes: the features (and the reads' counts) to storage, then the scores from it
+        with staged_features(
+            cfg.data,
+            bundle,
+            start,
+            end,
+            near=out,
+            storage_options=storage_options,
+            exact_recency=exact_recency,
+        ) as staged:
+            scored = score_features(
+                staged.frame, bundle.model, top=top, threshold=threshold, version=bundle.version
+            )
+            written, alerts = write_datasets(
+                [(scored, out, ("day",))], storage_options, extra=[scored["alert"].sum()]
+            )
+        period_read, values = staged.period_read, staged.counts
+    else:
+        scored, period_read = score_period_read(
+            cfg.data,
+            bundle,
+            start,
+            end,
+            top=top,
+            threshold=threshold,
+            exact_recency=exact_recency,
+        )
+        # the write, the alert count and the reads' counts share one compute: one pass
+        written, alerts, *values = write_datasets(
+            [(scored, out, ("day",))],
+            storage_options,
+            extra=[scored["alert"].sum(), *period_read.lazy_counts()],
+        )
     counts = total_counts(period_read.reads, values)
     log.info("score %s: %s", cfg.data.name, counts.describe())
     cut = period_read.cut
