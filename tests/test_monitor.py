@@ -477,3 +477,39 @@ def test_bad_monitor_values_are_one_line_user_errors():
     ):
         with pytest.raises(UserError, match=said.replace("[", r"\[").replace("]", r"\]")):
             check_monitor_conf(_conf(**{key: value}))
+
+
+def test_column_quantiles_in_one_pass_equal_dasks_and_numpys(client):
+    """The reference's input edges: one task per partition for every column gives Dask's
+    per-column quantiles exactly, NaN skipped, and they are quantiles of the whole column
+    (ranks within 2%)."""
+    import dask
+    import dask.dataframe as dd
+
+    from fraud_dask.monitor.reference import column_quantiles
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    frame = pd.DataFrame(
+        {
+            "normal": rng.normal(size=n),
+            "counts": rng.poisson(2.0, size=n).astype(np.float64),
+            "skewed": rng.exponential(size=n),
+            "empty": np.full(n, np.nan),
+        }
+    )
+    frame.loc[::5, "normal"] = np.nan
+    lazy = dd.from_pandas(frame, npartitions=6)
+    qs = [i / 10 for i in range(1, 10)]
+    got = dask.compute(*column_quantiles(lazy, list(frame.columns), qs))
+    for col, values in zip(frame.columns, got, strict=True):
+        assert list(values.index) == qs
+        if col == "empty":
+            assert values.isna().all()
+            continue
+        pd.testing.assert_series_equal(values, lazy[col].quantile(qs).compute())
+        # a quantile of the whole column, up to the merge's rank error: at least q - 2% of
+        # the values lie at or below it and at most q + 2% strictly below it
+        x = frame[col].dropna().to_numpy()
+        for q, v in values.items():
+            assert np.mean(x <= v) >= q - 0.02 and np.mean(x < v) <= q + 0.02, (col, q, v)

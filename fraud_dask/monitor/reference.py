@@ -190,14 +190,17 @@ def build_reference(
                 n_after,
                 MIN_SCORE_ROWS,
             )
+    # The inputs are not persisted: ``frame`` is usually a selection of a persisted (and, at
+    # scale, partly spilled) feature frame, and a copy of its rows would only spill more. They
+    # are read twice (the quantiles, then the counts), each partition once per pass.
     inputs = _client_frame(frame, client)[["client", "ts", *model.columns, *raw]]
-    inputs = inputs.map_partitions(_with_week, meta=_with_week(inputs._meta)).persist()
+    inputs = inputs.map_partitions(_with_week, meta=_with_week(inputs._meta))
     scored = model.score(_client_frame(score_source, client))[["client", "ts", "score"]]
     scored = scored.map_partitions(_with_week, meta=_with_week(scored._meta)).persist()
     try:
         qs = [i / bins for i in range(1, bins)]
         budget_qs = [1.0 - float(b) for b in budgets]
-        lazy = [inputs[c].quantile(qs) for c in numeric]
+        lazy = column_quantiles(inputs, numeric, qs)
         lazy.append(scored["score"].quantile(qs + budget_qs))
         lazy.append(inputs.groupby("client", observed=True).size())
         lazy.extend(inputs[c].astype(str).value_counts() for c in raw)
@@ -326,6 +329,63 @@ def _score_edges(edges: list[float], gap: float = SCORE_MIN_LOGIT_GAP) -> list[f
             kept.append(edge)
             last = logit
     return kept
+
+
+def _partition_percentiles(
+    part: pd.DataFrame, columns: Sequence[str], calc_qs: np.ndarray
+) -> list[tuple[Any, int]]:
+    # dask's own percentiles of a pandas Series (what Series.quantile runs per partition)
+    from dask.dataframe.backends import percentile
+
+    return [percentile(part[c].dropna(), calc_qs) for c in columns]
+
+
+def _merged_quantiles(
+    chunks: Sequence[list[tuple[Any, int]]], i: int, q: np.ndarray, calc_qs: np.ndarray, name: str
+) -> pd.Series:
+    from dask.array.percentile import merge_percentiles
+
+    vals = [chunk[i] for chunk in chunks]
+    merged = merge_percentiles(q * 100, [calc_qs] * len(vals), vals, "lower", None, False)
+    return pd.Series(merged, index=q, name=name)
+
+
+def column_quantiles(frame: Any, columns: Sequence[str], qs: Sequence[float]) -> list[Any]:
+    """Lazy quantiles of many columns of a Dask frame, reading each partition once.
+
+    The same computation as ``frame[c].quantile(qs)`` for every column (Dask's percentiles of
+    each partition at ``qs`` plus 0 and 100, merged with ``merge_percentiles``), but one task
+    per partition computes them for every column: a quantile graph per column loads every
+    partition once per column, which on a spilled frame reads it from disk as many times.
+
+    Parameters
+    ----------
+    frame : dask.dataframe.DataFrame
+    columns : sequence of str
+    qs : sequence of float
+        Quantiles in [0, 1].
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+        One ``pandas.Series`` (indexed by the sorted ``qs``) per column, in ``columns`` order.
+    """
+    import dask
+
+    if not columns:
+        return []
+    q = np.sort(np.asarray(qs, dtype=np.float64), kind="mergesort")
+    calc_qs = np.pad(q * 100, 1, mode="constant")
+    calc_qs[-1] = 100
+    cols = list(columns)
+    per_part = [
+        dask.delayed(_partition_percentiles, pure=True)(part, cols, calc_qs)
+        for part in frame[cols].to_delayed()
+    ]
+    return [
+        dask.delayed(_merged_quantiles, pure=True)(per_part, i, q, calc_qs, c)
+        for i, c in enumerate(cols)
+    ]
 
 
 def _edges(values: Any) -> list[float]:
