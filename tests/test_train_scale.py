@@ -123,3 +123,31 @@ def test_baseline_in_one_task_equals_scikit_learn_on_the_same_sample(client):
     got = model.predict_partition(pdf)
     assert roc_auc_score(y, got) > 0.7
     assert got.mean() == pytest.approx(y.mean(), rel=0.1)  # probabilities of all rows
+
+
+def test_features_held_as_float32_train_the_same_model(client):
+    """The persisted feature frame holds its float64 features as float32 (half the memory),
+    the canonical source columns as they are: the model matrices are the same bits, so the
+    same fit (rounds, trees) and the same scores to the last bit."""
+    from fraud_dask.train.frame import model_precision
+
+    pdf = make_frame(n=8_000, seed=5)
+    rng = np.random.default_rng(5)
+    pdf["ratio"] = rng.lognormal(0.0, 1.0, len(pdf)) / 3.0  # not exact in float32
+    pdf.loc[::11, "ratio"] = np.nan
+    fit_rows, valid_rows = _split(pdf)
+    wide = to_dask(fit_rows, 3)
+    narrow = model_precision(wide)
+    assert narrow["ratio"].dtype == np.float32 and narrow["n_tx"].dtype == np.float32
+    assert narrow["amount"].dtype == np.float64 and narrow["ts"].dtype == pdf["ts"].dtype
+    assert narrow["category"].dtype == wide["category"].dtype
+    assert narrow["is_fraud"].dtype == np.int8 and narrow["tx_id"].dtype == np.int64
+
+    c = conf(num_boost_round=40, early_stopping_rounds=5, refit=False)
+    wide_model = train(client, wide, to_dask(valid_rows, 2), c, "cpu", seed=4)
+    narrow_model = train(client, narrow, model_precision(to_dask(valid_rows, 2)), c, "cpu", seed=4)
+    assert narrow_model.info["rounds_trained"] == wide_model.info["rounds_trained"]
+    x = encode_partition(valid_rows, wide_model.columns, wide_model.categories).to_numpy()
+    np.testing.assert_array_equal(
+        narrow_model.predict_matrix(x, None), wide_model.predict_matrix(x, None)
+    )

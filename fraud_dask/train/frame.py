@@ -25,7 +25,8 @@ def read_feature_frame(
     Reads ``features_path`` (a dataset written by ``task=features``) when set, else reads the
     source (:func:`fraud_dask.data.read_transactions`: repeated ``tx_id`` quarantined unless
     ``data.dedupe`` is off) and builds the features lazily. The frame and the read's counts are
-    persisted together (one pass over the source).
+    persisted together (one pass over the source); its float64 features are held as float32,
+    the precision every model reads them in (:func:`model_precision`).
 
     Parameters
     ----------
@@ -52,13 +53,13 @@ def read_feature_frame(
     if features_path:
         from fraud_dask.data.io import read_dataset
 
-        frame = client.persist(read_dataset(str(features_path)))
+        frame = client.persist(model_precision(read_dataset(str(features_path))))
     else:
         from fraud_dask.data import read_transactions
         from fraud_dask.features.build import build_features
 
         read = read_transactions(data)
-        lazy = [build_features(read.kept, features), *read.lazy_counts()]
+        lazy = [model_precision(build_features(read.kept, features)), *read.lazy_counts()]
         frame, *persisted = client.persist(lazy)
         counts = read.counts(client.compute(persisted, sync=True))
         log.info("features of %s: %s", data.name, counts.describe())
@@ -67,6 +68,28 @@ def read_feature_frame(
         "features ready in %.1f s (%d partitions)", time.perf_counter() - started, frame.npartitions
     )
     return frame, counts
+
+
+def model_precision(frame: Any) -> Any:
+    """``frame`` with its float64 columns as float32, except the canonical source columns.
+
+    Every model reads its inputs as float32 (:func:`fraud_dask.train.encode.encode_partition`:
+    XGBoost's own precision), so the scores, the fits and the metrics are the same; the
+    persisted frame that every fold, the evaluation and the registration read takes half the
+    memory (at 10 M rows of the default features, 7.4 GB of float64 would spill from two 4 GiB
+    workers and every pass over it would read it back from disk). ``amount`` and the other
+    canonical columns keep their type (fraud value caught sums the amounts).
+    """
+    import numpy as np
+
+    from fraud_dask.data.schema import CANONICAL_ORDER
+
+    casts = {
+        c: np.float32
+        for c, t in frame.dtypes.items()
+        if t == np.float64 and c not in CANONICAL_ORDER
+    }
+    return frame.astype(casts) if casts else frame
 
 
 def daily_of(frame: Any) -> Any:
