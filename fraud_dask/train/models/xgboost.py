@@ -207,16 +207,15 @@ class XGBoostModel(Model):
         imbalance = str(conf.imbalance)
         needed = [*columns, label]
         warnings: list[dict[str, Any]] = []
-        n, pos = _label_counts(train_frame, label)
+        # the training and early-stopping periods counted in one pass over the frame
+        (n, pos), (valid_rows, valid_pos) = _label_counts(train_frame, label, valid_frame)
         if pos == 0 or pos == n:
             raise ValueError(
                 f"train: the training period has {pos} fraud(s) among {n} rows; "
                 "both classes are needed"
             )
         early = valid_frame is not None and stop is not None and int(stop) > 0
-        valid_rows, valid_pos = 0, 0
         if valid_frame is not None:
-            valid_rows, valid_pos = _label_counts(valid_frame, label)
             if valid_pos == 0 or valid_pos == valid_rows:
                 import dask.dataframe as dd
 
@@ -412,11 +411,17 @@ class _Matrices:
         )
 
 
-def _label_counts(frame: Any, label: str) -> tuple[int, int]:
+def _label_counts(
+    frame: Any, label: str, valid: Any | None = None
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Rows and frauds of ``frame`` and of ``valid`` (``(0, 0)`` when None), in one compute."""
     import dask
 
-    n, pos = dask.compute(frame[label].count(), frame[label].sum())
-    return int(n), int(pos)
+    lazy = [frame[label].count(), frame[label].sum()]
+    if valid is not None:
+        lazy += [valid[label].count(), valid[label].sum()]
+    found = [int(v) for v in dask.compute(*lazy)] + [0, 0]
+    return (found[0], found[1]), (found[2], found[3])
 
 
 def _model_rows(
