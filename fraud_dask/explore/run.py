@@ -146,7 +146,7 @@ def champion_misses(
     (:func:`fraud_dask.score.batch.read_period`), the segment columns carried through.
     """
     from fraud_dask.features.build import build_features
-    from fraud_dask.score.batch import read_period, score_features
+    from fraud_dask.score.batch import read_period, rows_in_period, score_features
 
     carried = [c for c in columns if c != HOUR_BAND]
     features = dict(bundle.features)
@@ -155,8 +155,7 @@ def champion_misses(
     )
     period = read_period(data, features, windows.recent_start, windows.recent_end)
     feats = build_features(period.frame, features)
-    feats = feats[feats["ts"] >= windows.recent_start]
-    feats = feats[feats["ts"] < windows.recent_end]
+    feats = rows_in_period(feats, windows.recent_start, windows.recent_end)
     keep = list(dict.fromkeys(["ts", "amount", "is_fraud", *carried]))
     scored = score_features(feats, bundle.model, top=0, threshold=threshold, keep=keep)
     return misses(miss_counts(scored, columns))

@@ -397,10 +397,31 @@ def period_features(
 
     period_read = read_period(data_cfg, features, start, end, exact_recency=exact_recency)
     feats = build_features(period_read.frame, features)
-    period = feats[feats["ts"] >= _utc(start)]
+    return rows_in_period(feats, start, end), period_read
+
+
+def rows_in_period(frame: Any, start: Any, end: Any = None, *, ts_col: str = "ts") -> Any:
+    """The rows of a lazy frame with ``start <= ts < end`` (``end`` None: no upper bound),
+    filtered inside each partition.
+
+    Written as ``feats[feats["ts"] >= start]`` on the output of ``build_features``, Dask's
+    optimizer does not see the mask and the features as one frame after the stages' joins
+    and aligns them by shuffling the whole feature frame on its index: at 10 M rows, 4 GiB
+    workers died in that shuffle (docs/benchmarks.md, issue 17).
+    """
+    lo, hi = _utc(start), _utc(end)
+    return frame.map_partitions(_in_period, lo, hi, ts_col, meta=frame._meta)
+
+
+def _in_period(
+    part: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None, ts_col: str
+) -> pd.DataFrame:
+    keep = np.ones(len(part), dtype=bool)
+    if start is not None:
+        keep &= (part[ts_col] >= start).to_numpy()
     if end is not None:
-        period = period[period["ts"] < _utc(end)]
-    return period, period_read
+        keep &= (part[ts_col] < end).to_numpy()
+    return part[keep]
 
 
 @dataclasses.dataclass

@@ -86,7 +86,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     from fraud_dask.monitor.run import monitor_scores
     from fraud_dask.monitor.table import write_results
     from fraud_dask.registry import Registry
-    from fraud_dask.score.batch import read_period
+    from fraud_dask.score.batch import read_period, rows_in_period
 
     started = time.perf_counter()
     check_monitor_conf(cfg.monitor)
@@ -121,9 +121,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     trained_from = _utc(reference["period"].get("start"))
     period = read_period(cfg.data, bundle.features, start, end)
     feats = build_features(period.frame, bundle.features)
-    rows = feats[feats["ts"] >= start]
-    if end is not None:
-        rows = rows[rows["ts"] < end]
+    rows = rows_in_period(feats, start, end)
     scored = bundle.model.score(rows)
     log.info(
         "monitor: %s v%d on %s, %s..%s by %s, labels known by %s",
