@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,8 +50,7 @@ def s3_server() -> Iterator[dict[str, object]]:
     """A real S3-protocol server (moto) on 127.0.0.1, random port, for the whole session.
 
     Yields a dict: ``endpoint_url`` and ``storage_options`` (explicit test keys, for fsspec/s3fs
-    on the client and the Dask workers). Create a bucket per test, e.g.
-    ``fsspec.filesystem("s3", **s3_server["storage_options"]).mkdir("my-bucket")``.
+    on the client and the Dask workers). Create a bucket per test with :func:`make_bucket`.
     """
     from moto.server import ThreadedMotoServer
 
@@ -69,3 +68,24 @@ def s3_server() -> Iterator[dict[str, object]]:
         yield {"endpoint_url": endpoint, "storage_options": options}
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def make_bucket(s3_server) -> Callable[[str], dict]:
+    """Create a bucket on :func:`s3_server` by name; returns the storage options to reach it."""
+    import boto3
+
+    options = s3_server["storage_options"]
+
+    def create(name: str) -> dict:
+        # no location constraint: moto rejects us-east-1 as one (s3fs.mkdir would send it)
+        boto3.client(
+            "s3",
+            endpoint_url=s3_server["endpoint_url"],
+            aws_access_key_id=options["key"],
+            aws_secret_access_key=options["secret"],
+            region_name="us-east-1",
+        ).create_bucket(Bucket=name)
+        return options
+
+    return create

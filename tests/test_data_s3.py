@@ -28,20 +28,9 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.fixture()
-def bucket(s3_server, request) -> tuple[str, dict]:
-    import boto3
-
-    options = s3_server["storage_options"]
+def bucket(make_bucket, request) -> tuple[str, dict]:
     name = "t-" + request.node.name.replace("_", "-")[:50].lower()
-    # No location constraint: moto rejects us-east-1 as one (s3fs.mkdir would send it).
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id=options["key"],
-        aws_secret_access_key=options["secret"],
-        region_name="us-east-1",
-    ).create_bucket(Bucket=name)
-    return name, options
+    return name, make_bucket(name)
 
 
 def _boom(pdf: pd.DataFrame, partition_info: dict | None = None) -> pd.DataFrame:

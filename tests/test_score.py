@@ -336,22 +336,13 @@ def test_score_task_failure_after_staging_leaves_no_trace(world, client, tmp_pat
     assert [p.name for p in run_dir.iterdir()] == ["scores"]  # no staging, no partial write
 
 
-def test_staged_features_on_an_object_store(world, client, s3_server):
+def test_staged_features_on_an_object_store(world, client, make_bucket):
     """Scores going to S3: the features are staged beside them in the bucket, then removed."""
-    import boto3
     import fsspec
 
     from fraud_dask.score.batch import staged_features
 
-    options = s3_server["storage_options"]
-    # no location constraint: moto rejects us-east-1 as one (s3fs.mkdir would send it)
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id=options["key"],
-        aws_secret_access_key=options["secret"],
-        region_name="us-east-1",
-    ).create_bucket(Bucket="score-staging")
+    options = make_bucket("score-staging")
     fs = fsspec.filesystem("s3", **options)
     bundle = Registry(world.registry).load("fraud", "2")
     near = "s3://score-staging/run/scores"

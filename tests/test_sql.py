@@ -136,21 +136,13 @@ def test_other_views_read_task_outputs_and_results_can_be_written(client, tmp_pa
         pd.testing.assert_frame_equal(back, got, check_dtype=False)
 
 
-def test_views_on_s3(s3_server, tmp_path):
-    import boto3
+def test_views_on_s3(make_bucket, tmp_path):
     import dask.dataframe as dd
     import fsspec
 
     from fraud_dask.data import write_dataset
 
-    options = s3_server["storage_options"]
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id=options["key"],
-        aws_secret_access_key=options["secret"],
-        region_name="us-east-1",
-    ).create_bucket(Bucket="sql-views")
+    options = make_bucket("sql-views")
     frame = pd.DataFrame(
         {
             "tx_id": np.arange(300),
