@@ -195,18 +195,8 @@ def test_concurrent_registrations_get_distinct_versions(tmp_path):
         reg.load("fraud", v)  # every one complete and verified
 
 
-def test_registry_on_s3(s3_server):
-    import boto3
-
-    # s3fs.mkdir sends a us-east-1 location constraint, which the S3 API rejects: use boto3.
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="models")
-    reg = Registry("s3://models/registry", s3_server["storage_options"])
+def test_registry_on_s3(make_bucket):
+    reg = Registry("s3://models/registry", make_bucket("models"))
     register(reg)
     v2, model2, x = register(reg, seed=1, promote=True)
     assert reg.versions("fraud") == [1, 2]
