@@ -151,3 +151,60 @@ def test_features_held_as_float32_train_the_same_model(client):
     np.testing.assert_array_equal(
         narrow_model.predict_matrix(x, None), wide_model.predict_matrix(x, None)
     )
+
+
+def test_fold_periods_are_counted_from_the_day_counts_not_read_again(client):
+    """The fold loop notes the rows and frauds of each period it cuts (training, fit and
+    early-stopping rows, the rows after training) from the frame's day counts: what the fits
+    and the registration are told equals pandas' count of the same rows, and a frame that
+    was not noted is still counted."""
+    import datetime as dt
+
+    from fraud_dask.split import Fold, select_train
+    from fraud_dask.split.folds import select_after_train
+    from fraud_dask.train import frame as frames
+    from fraud_dask.train.folds import early_stopping_split
+    from fraud_dask.train.frame import label_counts, note_period
+
+    pdf = make_frame(n=9_000, seed=31, days=12)
+    frame = to_dask(pdf, 4).persist()
+    start = dt.date(2024, 1, 1)
+    fold = Fold(
+        "t0",
+        train_start=start + dt.timedelta(days=1),
+        train_end=start + dt.timedelta(days=7),
+        test_start=start + dt.timedelta(days=9),
+        test_end=start + dt.timedelta(days=11),
+    )
+    rows = select_train(frame, fold)
+    after = select_after_train(frame, fold)
+    note_period(rows, frame, fold.train_start, fold.train_end)
+    note_period(after, frame, fold.train_end + dt.timedelta(days=1), fold.test_end)
+    conf_ = {"valid_days": 2, "valid_min_frauds": 0, "valid_max_share": 0.5}
+    fit_rows, valid_rows, days = early_stopping_split(frame, rows, fold, conf_, [])
+    assert days == 2
+
+    day = pdf["ts"].dt.tz_convert("UTC").dt.date
+    y = pdf["is_fraud"]
+
+    def want(first: dt.date, last: dt.date) -> tuple[int, int]:
+        inside = (day >= first) & (day <= last)
+        return int(inside.sum()), int(y[inside].sum())
+
+    cut = fold.train_end - dt.timedelta(days=1)
+    expected = [
+        want(fold.train_start, fold.train_end),
+        want(fold.train_start, cut - dt.timedelta(days=1)),
+        want(cut, fold.train_end),
+        want(fold.train_end + dt.timedelta(days=1), fold.test_end),
+    ]
+    # answered from the day counts: nothing of these four periods is read to count them
+    for sel, counts in zip([rows, fit_rows, valid_rows, after], expected, strict=True):
+        assert frames._COUNTS[(sel._name, "is_fraud")] == counts
+    noted = label_counts([rows, fit_rows, valid_rows, after])
+    assert noted == expected
+    assert all(n > 0 and f > 0 for n, f in noted)
+    # the same answers read from the rows (a frame nobody noted is counted in one compute)
+    other = frame[frame["amount"] >= 0]
+    counted = label_counts([rows[rows["amount"] >= 0], other])
+    assert counted == [expected[0], (len(pdf), int(y.sum()))]

@@ -123,6 +123,7 @@ def build_reference(
     growing_inputs: Collection[str] = (),
     score_frame: Any = None,
     score_period: Mapping[str, Any] | None = None,
+    score_rows: int | None = None,
 ) -> dict[str, Any]:
     """The monitoring reference of a model: its inputs on its training rows, its score and
     alert rates on the rows after them (out of sample) when given.
@@ -160,6 +161,8 @@ def build_reference(
         not given) on the training rows, where a fitted model scores its frauds higher.
     score_period : mapping, optional
         The period of ``score_frame`` (``start``, ``end``), recorded with the score.
+    score_rows : int, optional
+        The rows of ``score_frame`` when the caller knows them (else counted, one pass).
 
     Returns
     -------
@@ -179,7 +182,7 @@ def build_reference(
     score_source, score_weeks = frame, weeks
     score_about: dict[str, Any] = {"rows": "training", **dict(period or {})}
     if score_frame is not None:
-        n_after = int(len(score_frame))
+        n_after = int(len(score_frame)) if score_rows is None else int(score_rows)
         if n_after >= MIN_SCORE_ROWS:
             score_source, score_weeks = score_frame, whole_weeks(score_period)
             score_about = {"rows": "after_training", "count": n_after, **dict(score_period or {})}
@@ -506,11 +509,12 @@ def registration_reference(
     period: Mapping[str, Any],
     after: Any = None,
     after_period: Mapping[str, Any] | None = None,
+    after_rows: int | None = None,
 ) -> bytes:
     """``reference.json`` of a model being registered: :func:`build_reference` on its training
     rows (and its score on ``after``, the rows of ``after_period`` that followed them) with the
     run's decision threshold (``score.threshold``), the ``monitor`` bins and the test figures
-    of ``metrics``."""
+    of ``metrics``; ``after_rows``: the rows of ``after`` when known."""
     ref = build_reference(
         rows,
         model,
@@ -524,5 +528,6 @@ def registration_reference(
         growing_inputs=growing_inputs(cfg.features),
         score_frame=after,
         score_period=after_period,
+        score_rows=after_rows,
     )
     return dumps(ref)

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fraud_dask.console import progress
-from fraud_dask.train.frame import daily_of
+from fraud_dask.train.frame import daily_of, label_counts, note_period
 
 if TYPE_CHECKING:
     from fraud_dask.config import Config
@@ -149,7 +149,10 @@ def early_stopping_split(
     tz = getattr(frame["ts"].dtype, "tz", None)
     bound = pd.Timestamp(cut)
     bound = bound.tz_localize(tz) if tz is not None else bound
-    return rows[rows["ts"] < bound], rows[rows["ts"] >= bound], valid_days
+    fit_rows, valid_rows = rows[rows["ts"] < bound], rows[rows["ts"] >= bound]
+    note_period(fit_rows, frame, fold.train_start, cut - dt.timedelta(days=1))
+    note_period(valid_rows, frame, cut, fold.train_end)
+    return fit_rows, valid_rows, valid_days
 
 
 def fit_fold(
@@ -177,6 +180,7 @@ def fit_fold(
     from fraud_dask.train import BASELINE, model_class, train, train_baseline
 
     rows = select_train(frame, fold)
+    note_period(rows, frame, fold.train_start, fold.train_end)
     warnings: list[dict[str, Any]] = []
     fit_rows, valid_rows, valid_days = rows, None, 0
     if model_class(conf["kind"]).uses_validation and conf.get("early_stopping_rounds"):
@@ -339,21 +343,31 @@ def register_newest(
     newest = max(folds, key=lambda f: f.train_end)
     model = models[newest.name][str(cfg.model.kind)]
     rows = select_train(frame, newest)
+    # the training reference for monitoring: binned inputs on the training rows, the score and
+    # its alert rates on the rows after them (gap and test: scored as new rows will be)
+    after = select_after_train(frame, newest)
+    first = newest.train_end + dt.timedelta(days=1)
+    note_period(rows, frame, newest.train_start, newest.train_end)
+    note_period(after, frame, first, newest.test_end)
+    (_, frauds), (n_after, _) = label_counts([rows, after])
     fingerprint = data_fingerprint(rows)
     training = {
         "fold": newest.name,
         "start": newest.train_start.isoformat(),
         "end": newest.train_end.isoformat(),
         "rows": fingerprint["rows"],
-        "frauds": int(rows["is_fraud"].sum().compute()),
+        "frauds": frauds,
     }
-    # the training reference for monitoring: binned inputs on the training rows, the score and
-    # its alert rates on the rows after them (gap and test: scored as new rows will be)
-    after = select_after_train(frame, newest)
-    first = newest.train_end + dt.timedelta(days=1)
     after_period = {"start": first.isoformat(), "end": newest.test_end.isoformat()}
     reference = registration_reference(
-        cfg, rows, model, metrics, training, after=after, after_period=after_period
+        cfg,
+        rows,
+        model,
+        metrics,
+        training,
+        after=after,
+        after_period=after_period,
+        after_rows=n_after,
     )
     name = str(cfg.registry.name)
     config = redacted(cfg)

@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 #: rows and frauds per day of the frames of this run, by dask name (see daily_of)
 _DAILY: dict[str, Any] = {}
+#: rows and frauds of day-bounded selections of those frames, by dask name and label (see
+#: note_period and label_counts)
+_COUNTS: dict[tuple[str, str], tuple[int, int]] = {}
 
 
 def read_feature_frame(
@@ -48,6 +51,7 @@ def read_feature_frame(
     from distributed import wait
 
     _DAILY.clear()  # a new read: no day counts of an earlier frame may be taken for it
+    _COUNTS.clear()
     started = time.perf_counter()
     counts = None
     if features_path:
@@ -103,3 +107,49 @@ def daily_of(frame: Any) -> Any:
             _DAILY.clear()
         _DAILY[key] = daily_counts(frame)
     return _DAILY[key]
+
+
+def note_period(
+    selection: Any, frame: Any, first: Any, last: Any, *, label: str = "is_fraud"
+) -> None:
+    """Remember the rows and frauds of ``selection``, the rows of ``frame`` whose UTC day is
+    in ``first`` .. ``last`` (both included), from :func:`daily_of` (no pass over the rows):
+    :func:`label_counts` then answers for it without reading it.
+
+    Nothing is remembered when the day counts could differ from the label's (a label that can
+    hold nulls, a timestamp in another time zone than UTC)."""
+    import pandas as pd
+
+    name = getattr(selection, "_name", None)
+    if name is None or label != "is_fraud" or label not in frame.columns:
+        return
+    tz = getattr(frame["ts"].dtype, "tz", None)
+    if tz is not None and str(tz) != "UTC":
+        return
+    kind = frame[label].dtype
+    if not (pd.api.types.is_integer_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
+        return
+    if pd.api.types.is_extension_array_dtype(kind):  # nullable Int64 / boolean
+        return
+    daily = daily_of(frame)
+    days = daily.loc[(daily.index >= first) & (daily.index <= last)]
+    if len(_COUNTS) > 64:
+        _COUNTS.clear()
+    _COUNTS[(str(name), label)] = (int(days["rows"].sum()), int(days["frauds"].sum()))
+
+
+def label_counts(frames: list[Any], label: str = "is_fraud") -> list[tuple[int, int]]:
+    """Rows (non-null labels) and frauds of each frame, in one compute for those not noted by
+    :func:`note_period` (the fold loop notes every period it cuts, so a fit reads no rows just
+    to count them)."""
+    import dask
+
+    known = [_COUNTS.get((str(getattr(f, "_name", "")), label)) for f in frames]
+    lazy = [
+        part
+        for f, k in zip(frames, known, strict=True)
+        if k is None
+        for part in (f[label].count(), f[label].sum())
+    ]
+    found = iter([int(v) for v in dask.compute(*lazy)] if lazy else [])
+    return [k if k is not None else (next(found), next(found)) for k in known]

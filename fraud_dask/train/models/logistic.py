@@ -20,6 +20,7 @@ import pandas as pd
 from fraud_dask.train.balance import balance, genuine_rate, sample_genuine
 from fraud_dask.train.config import ModelConf, feature_columns
 from fraud_dask.train.encode import encode_partition, matrix_meta
+from fraud_dask.train.frame import label_counts
 from fraud_dask.train.models.base import Model
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class LogisticModel(Model):
         rate, expected = 1.0, None
         started = time.perf_counter()
         if max_rows or local_rows:
-            total, frauds = dask.compute(train_frame[label].count(), train_frame[label].sum())
+            ((total, frauds),) = label_counts([train_frame], label)
             rate = genuine_rate(int(total), int(frauds), int(max_rows) if max_rows else None)
             expected = int(frauds) + (int(total) - int(frauds)) * rate
             if rate < 1.0:

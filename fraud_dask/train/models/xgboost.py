@@ -414,14 +414,12 @@ class _Matrices:
 def _label_counts(
     frame: Any, label: str, valid: Any | None = None
 ) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Rows and frauds of ``frame`` and of ``valid`` (``(0, 0)`` when None), in one compute."""
-    import dask
+    """Rows and frauds of ``frame`` and of ``valid`` (``(0, 0)`` when None), in one compute
+    (none for a period the fold loop has noted: :func:`fraud_dask.train.frame.label_counts`)."""
+    from fraud_dask.train.frame import label_counts
 
-    lazy = [frame[label].count(), frame[label].sum()]
-    if valid is not None:
-        lazy += [valid[label].count(), valid[label].sum()]
-    found = [int(v) for v in dask.compute(*lazy)] + [0, 0]
-    return (found[0], found[1]), (found[2], found[3])
+    found = label_counts([frame] if valid is None else [frame, valid], label)
+    return found[0], (found[1] if valid is not None else (0, 0))
 
 
 def _model_rows(
