@@ -46,6 +46,29 @@ def test_kept_early_stopped_model_equals_single_node_with_its_rounds(client):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+def test_refit_applies_up_to_refit_max_rows(client):
+    """``refit=true`` with ``refit_max_rows``: a training period above it keeps its early-stopped
+    model (the same trees as ``refit=false``, and says why); at or below it, the model is
+    retrained on the whole period with the best round count."""
+    pdf = make_frame(n=6_000, seed=23)
+    fit_rows, valid_rows = _split(pdf)
+    params = PARAMS | {"learning_rate": 0.5}
+    base = dict(num_boost_round=100, early_stopping_rounds=5, params=params)
+    fit, valid = to_dask(fit_rows, 2), to_dask(valid_rows, 1)
+    kept = train(client, fit, valid, conf(refit=False, **base), "cpu", seed=3)
+    over = train(
+        client, fit, valid, conf(refit=True, refit_max_rows=len(pdf) - 1, **base), "cpu", seed=3
+    )
+    assert over.info["refit"] is False and "refit_max_rows" in over.info["refit_skipped"]
+    assert over.info["rounds_trained"] == kept.info["rounds_trained"]
+    x = encode_partition(pdf, kept.columns, {}).to_numpy()
+    np.testing.assert_array_equal(over.predict_matrix(x, None), kept.predict_matrix(x, None))
+
+    at = train(client, fit, valid, conf(refit=True, refit_max_rows=len(pdf), **base), "cpu", seed=3)
+    assert at.info["refit"] is True and at.info["rows"] == len(pdf)
+    assert at.info["rounds_trained"] == kept.best_iteration + 1
+
+
 def test_sampled_genuine_rows_with_weights_equal_single_node_on_the_same_rows(client):
     """Above ``max_rows`` every fraud and a share of the genuine rows are fitted, each genuine
     row weighing 1 / share: the same as ``xgboost.train`` on those rows with those weights."""

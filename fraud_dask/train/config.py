@@ -93,6 +93,10 @@ class ModelConf:
         After early stopping, retrain on the whole training period with the best round count
         (false: keep the early-stopped model, trained on the period less its early-stopping
         days).
+    refit_max_rows : int or None
+        ``refit`` applies to training periods of at most this many rows (None: to every
+        period). Above, the early-stopped model is kept: its early-stopping days are a small
+        share of a long period, and a refit is a second fit of it.
     max_rows : int or None
         Training rows above which XGBoost fits every fraud and a share of the genuine rows, each
         genuine row weighing the inverse of that share (the weighted rows stand for the whole
@@ -143,6 +147,7 @@ class ModelConf:
     valid_min_frauds: int = 50
     valid_max_share: float = 0.25
     refit: bool = True
+    refit_max_rows: int | None = None
     max_rows: int | None = None
     imbalance: Imbalance = Imbalance.none
     pos_weight: float | None = None
@@ -275,3 +280,12 @@ def require_columns(columns: Iterable[str], frame_columns: Iterable[str], where:
     missing = [c for c in columns if c not in have]
     if missing:
         raise ValueError(f"{where}: missing column(s) {missing}; the frame has {sorted(have)}")
+
+
+def refits(conf: ModelConf | Mapping[str, Any], rows: int) -> bool:
+    """Whether a fit that early-stopped on a training period of ``rows`` rows (its
+    early-stopping rows included) is retrained on the whole period: ``refit``, and ``rows`` at
+    most ``refit_max_rows`` when that is set."""
+    get = conf.get if isinstance(conf, Mapping) else lambda k, d=None: getattr(conf, k, d)
+    limit = get("refit_max_rows", None)
+    return bool(get("refit", False)) and (limit is None or int(rows) <= int(limit))

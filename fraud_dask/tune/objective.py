@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fraud_dask.train.config import refits
 from fraud_dask.tune.rows import FoldRows
 from fraud_dask.tune.space import suggest
 
@@ -140,7 +141,8 @@ def fit_local(
     )
     best = int(booster.best_iteration) if early else booster.num_boosted_rounds() - 1
     pruned = callback is not None and callback.pruned_at is not None
-    if early and conf.get("refit") and not pruned:
+    period_rows = len(rows.fit_y) + (len(rows.stop_y) if rows.stop_y is not None else 0)
+    if early and not pruned and refits(conf, period_rows):
         assert rows.stop_x is not None and rows.stop_y is not None
         whole = matrix(np.vstack([rows.fit_x, rows.stop_x]), np.concatenate([fit_y, rows.stop_y]))
         booster = xgb.train(params, whole, num_boost_round=best + 1, verbose_eval=False)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from fraud_dask.cluster import scheduler_workers
 from fraud_dask.train.balance import balance_stratified, genuine_rate, sample_genuine
-from fraud_dask.train.config import ModelConf, feature_columns, xgb_params
+from fraud_dask.train.config import ModelConf, feature_columns, refits, xgb_params
 from fraud_dask.train.encode import encode_partition, feature_types, learn_categories, matrix_meta
 from fraud_dask.train.guard import (
     collective_config,
@@ -327,7 +327,18 @@ class XGBoostModel(Model):
             "history": out.get("history", {}),
         }
         model = cls(columns, cats, device, info, booster=booster, best_iteration=best)
-        if early and valid_frame is not None and conf.refit:
+        if early and valid_frame is not None and conf.refit and not refits(conf, n + valid_rows):
+            log.info(
+                "xgboost: the early-stopped model is kept: %d training rows > "
+                "model.refit_max_rows=%d",
+                n + valid_rows,
+                int(conf.refit_max_rows or 0),
+            )
+            info["refit"] = False
+            info["refit_skipped"] = (
+                f"{n + valid_rows} training rows > model.refit_max_rows={conf.refit_max_rows}"
+            )
+        if early and valid_frame is not None and refits(conf, n + valid_rows):
             import dask.dataframe as dd
 
             refit_conf = replace(
