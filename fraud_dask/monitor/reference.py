@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -199,7 +200,9 @@ def build_reference(
     inputs = _client_frame(frame, client)[["client", "ts", *model.columns, *raw]]
     inputs = inputs.map_partitions(_with_week, meta=_with_week(inputs._meta))
     scored = model.score(_client_frame(score_source, client))[["client", "ts", "score"]]
+    started = time.perf_counter()
     scored = scored.map_partitions(_with_week, meta=_with_week(scored._meta)).persist()
+    seconds: dict[str, float] = {}
     try:
         qs = [i / bins for i in range(1, bins)]
         budget_qs = [1.0 - float(b) for b in budgets]
@@ -208,6 +211,7 @@ def build_reference(
         lazy.append(inputs.groupby("client", observed=True).size())
         lazy.extend(inputs[c].astype(str).value_counts() for c in raw)
         found = dask.compute(*lazy)
+        seconds["edges"] = time.perf_counter() - started
         seen = found[len(found) - len(raw) :]
         found = found[: len(found) - len(raw)]
         rows_by_client = found[-1]
@@ -238,6 +242,7 @@ def build_reference(
         t_meta = _threshold_rows(scored._meta, values_t)
         alerts_lazy = scored.map_partitions(_threshold_rows, values_t, meta=t_meta)
         in_counts, sc_counts, alerts = dask.compute(in_lazy, sc_lazy, alerts_lazy)
+        seconds["counts"] = time.perf_counter() - started - seconds["edges"]
     finally:
         del scored, inputs
     clients = {str(c): int(n) for c, n in rows_by_client.items()}
@@ -285,11 +290,14 @@ def build_reference(
             for c, r in alerts.iterrows()
         }
     log.info(
-        "monitoring reference: %d rows, %d client(s), %d inputs; score on %s rows",
+        "monitoring reference: %d rows, %d client(s), %d inputs; score on %s rows; scoring and "
+        "bin edges %.1f s, counts %.1f s",
         total,
         len(clients),
         len(cats) + len(numeric) + len(raw),
         score_about["rows"],
+        seconds["edges"],
+        seconds["counts"],
     )
     return {
         "format": FORMAT,

@@ -350,7 +350,9 @@ def register_newest(
     note_period(rows, frame, newest.train_start, newest.train_end)
     note_period(after, frame, first, newest.test_end)
     (_, frauds), (n_after, _) = label_counts([rows, after])
+    started = time.perf_counter()
     fingerprint = data_fingerprint(rows)
+    log.info("registration: the rows' fingerprint in %.1f s", time.perf_counter() - started)
     training = {
         "fold": newest.name,
         "start": newest.train_start.isoformat(),
