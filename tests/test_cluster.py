@@ -30,10 +30,19 @@ def _composed(conf: object) -> object:
 def test_local_cluster_sized_from_config_and_closed_on_exit(monkeypatch) -> None:
     from fraud_dask.config import compose
 
-    # as configs/cluster/local.yaml composes it; this process's environment holds Dask's default
-    # as an earlier cluster leaves it, and the configured value still wins
+    # configs/cluster/local.yaml leaves the workers Dask's malloc settings
+    assert dict(compose([]).cluster.worker_env) == {}
+    # configured malloc thresholds: this process's environment holds Dask's default as an
+    # earlier cluster leaves it, and the configured value still wins
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    conf = compose(["cluster.memory_limit=1GiB", "cluster.dashboard_address=127.0.0.1:0"]).cluster
+    conf = compose(
+        [
+            "cluster.memory_limit=1GiB",
+            "cluster.dashboard_address=127.0.0.1:0",
+            "+cluster.worker_env.MALLOC_TRIM_THRESHOLD_=536870912",
+            "+cluster.worker_env.MALLOC_MMAP_THRESHOLD_=268435456",
+        ]
+    ).cluster
     with connect(conf) as client:
         info = client.scheduler_info(n_workers=-1)
         workers = info["workers"]
