@@ -103,11 +103,13 @@ def fit_local(
         "enable_categorical": rows.categorical,
     }
 
-    def matrix(x: np.ndarray, y: np.ndarray, **kw: Any) -> Any:
-        weight = None
-        if imbalance == "weights":
-            weight = 1.0 + (_pos_weight(conf, y) - 1.0) * (y == 1)
-        return xgb.QuantileDMatrix(x, y, weight=weight, max_bin=max_bin, **common, **kw)
+    def weights(y: np.ndarray) -> np.ndarray | None:
+        if imbalance != "weights":
+            return None
+        return 1.0 + (_pos_weight(conf, y) - 1.0) * (y == 1)
+
+    def matrix(x: np.ndarray, y: np.ndarray) -> Any:
+        return xgb.QuantileDMatrix(x, y, weight=weights(y), max_bin=max_bin, **common)
 
     if imbalance == "scale_pos_weight":
         params["scale_pos_weight"] = _pos_weight(conf, rows.fit_y)
@@ -119,12 +121,17 @@ def fit_local(
     fit_x, fit_y = rows.fit_x, rows.fit_y
     if not early and rows.stop_x is not None and rows.stop_y is not None:
         fit_x, fit_y = np.vstack([fit_x, rows.stop_x]), np.concatenate([fit_y, rows.stop_y])
+    def watched(x: np.ndarray, y: np.ndarray) -> Any:
+        # evaluated rows are only predicted: a plain DMatrix is predicted 5-6x faster than a
+        # quantile one (the same predictions), as task=train's early-stopping rows
+        return xgb.DMatrix(x, y, weight=weights(y), **common)
+
     dtrain = matrix(fit_x, fit_y)
     test_y = rows.test["is_fraud"].to_numpy(dtype=np.float32)
-    evals = [(matrix(rows.test_x, test_y, ref=dtrain), "scored")]
+    evals = [(watched(rows.test_x, test_y), "scored")]
     if early:
         assert rows.stop_x is not None and rows.stop_y is not None
-        evals.append((matrix(rows.stop_x, rows.stop_y, ref=dtrain), "stop"))  # the last stops
+        evals.append((watched(rows.stop_x, rows.stop_y), "stop"))  # the last stops
     callback = None
     callbacks = []
     if reporter is not None:
