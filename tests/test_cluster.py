@@ -28,10 +28,22 @@ def _composed(conf: object) -> object:
 
 
 def test_local_cluster_sized_from_config_and_closed_on_exit(monkeypatch) -> None:
+    from dask.system import CPU_COUNT
+    from distributed import system
+
     from fraud_dask.config import compose
 
     # configs/cluster/local.yaml leaves the workers Dask's malloc settings
     assert dict(compose([]).cluster.worker_env) == {}
+    # ... and Dask's share of the machine's memory for each worker's thread
+    default = compose(["cluster.dashboard_address=127.0.0.1:0"]).cluster
+    assert default.memory_limit == "auto"
+    with connect(default) as client:
+        limits = [
+            w["memory_limit"] for w in client.scheduler_info(n_workers=-1)["workers"].values()
+        ]
+        share = int(system.MEMORY_LIMIT * min(1, 1 / CPU_COUNT))
+        assert limits == [share, share]
     # configured malloc thresholds: this process's environment holds Dask's default as an
     # earlier cluster leaves it, and the configured value still wins
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")

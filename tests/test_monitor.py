@@ -513,3 +513,38 @@ def test_column_quantiles_in_one_pass_equal_dasks_and_numpys(client):
         x = frame[col].dropna().to_numpy()
         for q, v in values.items():
             assert np.mean(x <= v) >= q - 0.02 and np.mean(x < v) <= q + 0.02, (col, q, v)
+
+
+@pytest.mark.parametrize("n_edges", [9, 40])
+def test_binned_counts_per_key_match_pandas(n_edges):
+    """Few edges (compared one by one) and many (binary search) give pandas' bins, per pair of
+    keys, exact values on an edge counted in the bin the edge closes."""
+    from fraud_dask.monitor.drift import binned_counts
+
+    rng = np.random.default_rng(n_edges)
+    n = 20_000
+    x = rng.normal(size=n).astype(np.float32)
+    x[rng.random(n) < 0.05] = np.nan
+    edges = np.unique(np.quantile(x[~np.isnan(x)], np.linspace(0.02, 0.98, n_edges)))
+    x[:50] = edges[rng.integers(0, len(edges), 50)]  # values on the edges themselves
+    frame = pd.DataFrame(
+        {
+            "x": x,
+            "client": pd.Categorical(rng.choice(["a", "b", "c"], n)),
+            "week": rng.integers(0, 4, n),
+        }
+    )
+    got = binned_counts(
+        frame, {"x": {"kind": "numeric", "edges": edges.tolist()}}, ["client", "week"]
+    )
+    got = got.set_index(["client", "week", "bin"])["count"].sort_index()
+    bins = pd.cut(frame["x"].astype(np.float64), np.concatenate([[-np.inf], edges, [np.inf]]))
+    codes = pd.Series(bins.cat.codes, index=frame.index).where(frame["x"].notna(), len(edges) + 1)
+    want = (
+        frame.assign(bin=codes.astype(np.int64))
+        .groupby(["client", "week", "bin"], observed=True)
+        .size()
+        .rename("count")
+        .sort_index()
+    )
+    pd.testing.assert_series_equal(got, want, check_index_type=False, check_names=False)

@@ -80,7 +80,9 @@ class LocalClusterConf(ClusterConf):
     kind: ClusterKind = ClusterKind.local
     n_workers: int = 2
     threads_per_worker: int = 1
-    memory_limit: str = "4GiB"
+    #: per worker; ``auto``: Dask's share of the machine's memory (its cgroup limit where lower)
+    #: for the worker's threads (memory x threads_per_worker / cores)
+    memory_limit: str = "auto"
     processes: bool = True
     dashboard_address: str = "127.0.0.1:0"
     host: str = "127.0.0.1"
@@ -379,6 +381,13 @@ def existing_address(conf: ExistingClusterConf) -> str:
         raise ValueError(f"scheduler file {path} has no 'address' ({exc})") from exc
 
 
+def _size(limit: Any) -> str:
+    """A worker's memory limit in bytes as text (none: no limit)."""
+    from dask.utils import format_bytes
+
+    return format_bytes(int(limit)) if limit else "none"
+
+
 def dashboard_link(client: Client) -> str:
     """The dashboard URL of the connected scheduler ('' when it has none)."""
     try:
@@ -425,11 +434,13 @@ def connect(conf: ClusterConf | Any) -> Iterator[Client]:
             client = Client(cluster)
         with client:
             info = client.scheduler_info(n_workers=-1)
+            limits = {w.get("memory_limit") for w in info.get("workers", {}).values()}
             log.info(
-                "cluster=%s scheduler=%s workers=%d dashboard=%s",
+                "cluster=%s scheduler=%s workers=%d memory_limit=%s dashboard=%s",
                 conf.kind,
                 info.get("address", "?"),
                 len(info.get("workers", {})),
+                ",".join(_size(m) for m in sorted(limits, key=lambda m: m or 0)) or "?",
                 dashboard_link(client) or "(none)",
             )
             yield client

@@ -26,6 +26,10 @@ import pandas as pd
 SCORE = "__score__"
 
 
+#: up to this many edges, a value's bin is found by comparing it with each edge
+_FEW_EDGES = 32
+
+
 def bin_codes(values: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
     """The bin of each value under ``spec`` (``kind`` numeric with ``edges``, or categorical
     with ``categories``), as int64; see the module docstring for the rule."""
@@ -38,7 +42,14 @@ def bin_codes(values: pd.Series, spec: Mapping[str, Any]) -> np.ndarray:
         return codes
     edges = np.asarray(spec["edges"], dtype=np.float64)
     x = pd.to_numeric(values, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
-    codes = np.searchsorted(edges, x, side="left").astype(np.int64)
+    if len(edges) <= _FEW_EDGES:
+        # searchsorted's bin (side="left") is the number of edges below the value: with a few
+        # edges, counting them is faster than its binary search (NaN is below none)
+        codes = np.zeros(len(x), dtype=np.int64)
+        for edge in edges:
+            codes += x > edge
+    else:
+        codes = np.searchsorted(edges, x, side="left").astype(np.int64)
     codes[np.isnan(x)] = len(edges) + 1
     return codes
 
@@ -77,8 +88,11 @@ def binned_counts(
     if not len(part):
         return _empty(part, keys)
     if keys:
-        group_codes, groups = pd.MultiIndex.from_frame(part[list(keys)]).factorize()
-        group_codes = np.asarray(group_codes, dtype=np.int64)
+        # groupby's numbering, not a MultiIndex's factorize (which builds a tuple per row)
+        by = part.groupby(list(keys), observed=True, sort=False, dropna=False)
+        group_codes = by.ngroup().to_numpy(dtype=np.int64)
+        _, first = np.unique(group_codes, return_index=True)  # the first row of each group
+        groups = pd.MultiIndex.from_frame(part[list(keys)].iloc[first])
     else:
         group_codes, groups = np.zeros(len(part), np.int64), pd.MultiIndex.from_tuples([()])
     n_groups = len(groups)
