@@ -412,7 +412,7 @@ class _Matrices:
     def valid(self, frame: Any) -> Any:
         """The early-stopping rows as a plain ``DaskDMatrix``: they are only predicted, one
         tree a round, and XGBoost predicts a quantile matrix by looking up every input of every
-        row from its bin (``GetFvalueImpl``), 5-6x the cost of reading the values themselves
+        row from its bin (``GetFvalueImpl``), 4-6x the cost of reading the values themselves
         (``scripts/bench-valid-matrix``). The same predictions, so the same metric and round;
         the matrix holds 8 bytes a value instead of 1."""
         import xgboost.dask as dxgb
