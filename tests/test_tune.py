@@ -196,3 +196,21 @@ def test_best_parameters_become_an_experiment(client, tmp_path, clean, monkeypat
     assert f"experiment={out['experiment']['name']}" in page
     if CHROMIUM:  # opened offline: no outside load, no script error, the plots drew data
         check_offline_page(Path(out["report"]), tmp_path / "tune.png", min_plots=2)
+
+
+def test_trials_table_ranks_complete_trials_before_pruned_ones():
+    """A pruned trial's value is its last report on part of the folds: the table lists every
+    complete trial, best first, before it, whatever its value."""
+    from fraud_dask.tune.report import _rows
+
+    def trial(number, state, value):
+        return {"number": number, "state": state, "value": value, "params": {}, "seconds": 1.0}
+
+    trials = [
+        trial(0, "COMPLETE", 0.70),
+        trial(1, "PRUNED", 0.76),
+        trial(2, "COMPLETE", 0.75),
+        trial(3, "FAIL", None),
+        trial(4, "PRUNED", 0.60),
+    ]
+    assert [r["trial"] for r in _rows(trials)] == [2, 0, 1, 4, 3]

@@ -96,7 +96,17 @@ def _number(value: Any) -> bool:
 
 
 def _rows(trials: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    ordered = sorted(trials, key=lambda t: (t["value"] is None, -(t["value"] or 0.0), t["number"]))
+    """The trials table: complete trials best first, then the others (a pruned trial's value is
+    its last report, taken on part of the folds, so it never ranks among complete ones)."""
+    ordered = sorted(
+        trials,
+        key=lambda t: (
+            t["state"] != "COMPLETE",
+            t["value"] is None,
+            -(t["value"] or 0.0),
+            t["number"],
+        ),
+    )
     out = []
     for t in ordered:
         pruned = t.get("pruned_at") or {}
