@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 from fraud_dask.features.batch import features_frame
 from fraud_dask.features.build import build_features, feature_columns
 from fraud_dask.features.config import as_features_conf, parse_window
-from fraud_dask.features.kernels import window_bounds, window_moments
+from fraud_dask.features.kernels import (
+    UNBOUNDED,
+    event_labels,
+    event_window,
+    window_bounds,
+    window_moments,
+)
 from fraud_dask.features.plan import make_plan
 
 CONF = {
@@ -292,6 +298,53 @@ def test_sliding_sums_stay_exact_on_long_histories():
         w = x[lo[i] : hi[i]]
         assert math.isclose(total[i], math.fsum(w), rel_tol=1e-12)
         assert math.isclose(std[i], float(np.std(w, ddof=1)), rel_tol=1e-7)
+
+
+def test_one_event_window_matches_numpy_on_the_rows_in_its_window():
+    # the online scorer's kernel: one event at t against its entity's kept rows ts[:p]
+    rng = np.random.default_rng(8)
+    for _ in range(300):
+        n = int(rng.integers(0, 40))
+        ts = np.sort(rng.integers(0, 50, n)).astype(np.int64) * 1_000
+        x = np.round(rng.lognormal(3, 1.5, n), 2)
+        y = rng.integers(0, 2, n).astype(np.int64)
+        known = ts + rng.integers(0, 20_000, n)
+        p = int(rng.integers(0, n + 1))
+        t = int(ts[p - 1]) + int(rng.integers(0, 3)) * 1_000 if p else 0
+        width = int(rng.choice([UNBOUNDED, 1_000, 5_000, 20_000]))
+        offset = int(rng.choice([0, 0, 2_000]))
+        current = bool(rng.integers(0, 2)) and offset == 0
+        amount = float(rng.uniform(0, 100))
+        right = t - offset
+        rows = np.flatnonzero((ts[:p] > right - width) & (ts[:p] <= right))
+        w = list(x[rows]) + ([amount] if current else [])
+        lo, hi, k, total, mean, std, lowest, highest = event_window(
+            ts, x, p, t, width, offset, amount, current, True
+        )
+        assert list(range(lo, hi)) == list(rows) and k == len(w)
+        assert math.isclose(total, math.fsum(w), rel_tol=1e-12)
+        if w:
+            assert math.isclose(mean, math.fsum(w) / len(w), rel_tol=1e-12)
+            assert (lowest, highest) == (min(w), max(w))
+        else:
+            assert math.isnan(mean) and math.isnan(lowest) and math.isnan(highest)
+        if len(w) > 1:
+            assert math.isclose(std, float(np.std(w, ddof=1)), rel_tol=1e-9, abs_tol=1e-12)
+        else:
+            assert math.isnan(std)
+        # labels: by a fixed delay (the rows of the delayed window), or known by t
+        delay = int(rng.choice([0, 3_000]))
+        assert event_labels(ts, y, known, p, t, width, delay) == (
+            float(
+                len(rows_d := np.flatnonzero((ts[:p] > t - delay - width) & (ts[:p] <= t - delay)))
+            ),
+            float(y[rows_d].sum()),
+        )
+        seen = np.flatnonzero((ts[:p] > t - width) & (known[:p] <= t))
+        assert event_labels(ts, y, known, p, t, width, -1) == (
+            float(len(seen)),
+            float(y[seen].sum()),
+        )
 
 
 def test_missing_columns_and_bad_specs_are_named(frame):

@@ -406,3 +406,103 @@ def fraud_history_known(ts, lo, known, y):  # pragma: no cover - numba
             first[i] = f
             share[i] = frauds / count
     return first, last, share, last_label
+
+
+# -- one event against its entity's kept rows (the online state) ---------------------------------
+@njit(cache=True)
+def _rows_at_or_before(ts, p, right):  # pragma: no cover - numba
+    """Rows among ``ts[:p]`` (sorted) with ``ts <= right`` (``searchsorted(..., "right")``)."""
+    a = 0
+    b = p
+    while a < b:
+        m = (a + b) >> 1
+        if ts[m] <= right:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+@njit(cache=True)
+def event_window(ts, x, p, t, width, offset, amount, current, extremes):  # pragma: no cover
+    """One event's window ``(t - offset - width, t - offset]`` over the kept rows ``[0, p)``.
+
+    The single-event counterpart of :func:`window_bounds` with :func:`window_moments` and
+    :func:`window_extreme`: ``width`` is :data:`UNBOUNDED` for all history; ``current`` adds
+    the event's own ``amount`` (a window ending at the event). Returns ``(lo, hi, count,
+    total, mean, std, lowest, highest)``: the rows ``[lo, hi)`` of the window, the count with
+    the event, the sum (Neumaier-compensated), mean and sample standard deviation of the
+    amounts (NaN below 1 and 2 values), and their minimum and maximum (NaN when empty; computed
+    only when ``extremes``).
+    """
+    right = t - offset
+    lo = _rows_at_or_before(ts, p, right - width)
+    hi = p if offset == 0 else _rows_at_or_before(ts, p, right)
+    if hi < lo:
+        hi = lo
+    k = hi - lo + (1 if current else 0)
+    s = 0.0
+    c = 0.0
+    for i in range(lo, hi + (1 if current else 0)):
+        v = x[i] if i < hi else amount
+        u = s + v
+        if abs(s) >= abs(v):
+            c += (s - u) + v
+        else:
+            c += (v - u) + s
+        s = u
+    total = s + c
+    mean = np.nan
+    std = np.nan
+    if k > 0:
+        mean = total / k
+    if k > 1:
+        q = 0.0
+        for i in range(lo, hi):
+            d = x[i] - mean
+            q += d * d
+        if current:
+            d = amount - mean
+            q += d * d
+        std = np.sqrt(q / (k - 1))
+    lowest = np.nan
+    highest = np.nan
+    if extremes and k > 0:
+        lowest = np.inf
+        highest = -np.inf
+        for i in range(lo, hi):
+            v = x[i]
+            if v < lowest:
+                lowest = v
+            if v > highest:
+                highest = v
+        if current:
+            lowest = min(lowest, amount)
+            highest = max(highest, amount)
+    return lo, hi, float(k), total, mean, std, lowest, highest
+
+
+@njit(cache=True)
+def event_labels(ts, y, known, p, t, width, delay):  # pragma: no cover - numba
+    """(rows with a usable label, frauds among them) in one event's label window.
+
+    The single-event counterpart of :func:`window_int_sum` (``delay >= 0``: the labels of the
+    rows in ``(t - delay - width, t - delay]``) and :func:`known_label_window` (``delay < 0``:
+    the rows in ``(t - width, t)`` whose label is known by ``t``, ``known <= t``).
+    """
+    count = 0
+    frauds = 0
+    if delay >= 0:
+        right = t - delay
+        lo = _rows_at_or_before(ts, p, right - width)
+        hi = _rows_at_or_before(ts, p, right)
+        for i in range(lo, hi):
+            count += 1
+            frauds += y[i]
+    else:
+        lo = _rows_at_or_before(ts, p, t - width)
+        for i in range(lo, p):
+            if known[i] <= t:
+                count += 1
+                frauds += y[i]
+    return float(count), float(frauds)

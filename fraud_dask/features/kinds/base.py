@@ -26,9 +26,8 @@ a config is composed, so kernels (numba) are imported inside the ``batch`` metho
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -139,24 +138,20 @@ def window_rows(ts: np.ndarray, t: int, p: int, width: int | None, offset: int) 
     return lo, max(hi, lo)
 
 
-def moments(x: np.ndarray, extra: float | None) -> tuple[float, float, float]:
-    """Sum (exact), mean and sample std of ``x`` plus ``extra`` (the current row) if given.
+def kernels() -> Any:
+    """:mod:`fraud_dask.features.kernels` (numba), imported on the first online evaluation.
 
-    The single-event counterpart of :func:`fraud_dask.features.kernels.window_moments`.
+    The kinds import numpy only (the config schema imports them); an operation's ``online``
+    method calls the compiled single-event kernels through this, once per event.
     """
-    values = x.tolist()
-    if extra is not None:
-        values.append(extra)
-    k = len(values)
-    if k == 0:
-        return 0.0, math.nan, math.nan
-    total = math.fsum(values)
-    mean = total / k
-    if k == 1:
-        return total, mean, math.nan
-    if k <= 16:
-        squares = math.fsum([(v - mean) ** 2 for v in values])
-    else:  # long windows: one vectorised pass
-        d = x - mean
-        squares = float(d @ d) + ((extra - mean) ** 2 if extra is not None else 0.0)
-    return total, mean, math.sqrt(squares / (k - 1))
+    global _KERNELS
+    if _KERNELS is None:
+        from fraud_dask.features import kernels as module
+
+        _KERNELS = module
+    return _KERNELS
+
+
+_KERNELS: Any = None
+#: the ``width`` the single-event kernels take for an unbounded window (all history)
+UNBOUNDED = 2**62

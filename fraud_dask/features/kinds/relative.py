@@ -15,12 +15,12 @@ from omegaconf import MISSING
 
 from fraud_dask.features.durations import duration_text
 from fraud_dask.features.kinds.base import (
+    UNBOUNDED,
     EntityOp,
     FeatureSpec,
     Planned,
-    moments,
+    kernels,
     reach_of,
-    window_rows,
 )
 
 if TYPE_CHECKING:
@@ -87,8 +87,10 @@ class Relative(EntityOp):
 
     def online(self, past: Past, out: dict[str, float]) -> None:
         amount = past.amount
-        lo, hi = window_rows(past.ts, past.t, past.p, self.width, 0)
-        _, mean, std = moments(past.amounts[lo:hi], amount if self.include_current else None)
+        width = UNBOUNDED if self.width is None else self.width
+        _, _, _, _, mean, std, _, _ = kernels().event_window(
+            past.ts, past.amounts, past.p, past.t, width, 0, amount, self.include_current, False
+        )
         for key, name in self.outputs:
             if key == "ratio":
                 out[name] = amount / mean if mean != 0 else math.nan

@@ -16,7 +16,14 @@ import numpy as np
 from omegaconf import MISSING
 
 from fraud_dask.features.durations import duration_text
-from fraud_dask.features.kinds.base import EntityOp, FeatureSpec, Planned, reach_of, window_rows
+from fraud_dask.features.kinds.base import (
+    UNBOUNDED,
+    EntityOp,
+    FeatureSpec,
+    Planned,
+    kernels,
+    reach_of,
+)
 
 if TYPE_CHECKING:
     from fraud_dask.features.batch import Sorted
@@ -79,13 +86,10 @@ def labels_in_window(
 
 def labels_online(past: Past, width: int | None, delay: int | None) -> tuple[float, float]:
     """(rows with a usable label, frauds among them) in one event's label window."""
-    ts, t, p = past.ts, past.t, past.p
-    if delay is not None:
-        lo, hi = window_rows(ts, t, p, width, delay)
-        return float(hi - lo), float(past.labels[lo:hi].sum())
-    lo, _ = window_rows(ts, t, p, width, 0)
-    ok = past.known[lo:p] <= t
-    return float(ok.sum()), float(past.labels[lo:p][ok].sum())
+    return kernels().event_labels(
+        past.ts, past.labels, past.known, past.p, past.t,
+        UNBOUNDED if width is None else width, -1 if delay is None else delay,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

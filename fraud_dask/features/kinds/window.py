@@ -8,7 +8,6 @@ Config group ``windows``: for each row, the entity's rows with ``ts`` in
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -17,12 +16,12 @@ from omegaconf import MISSING
 
 from fraud_dask.features.durations import duration_text
 from fraud_dask.features.kinds.base import (
+    UNBOUNDED,
     EntityOp,
     FeatureSpec,
     Planned,
-    moments,
+    kernels,
     reach_of,
-    window_rows,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +97,10 @@ class WindowSpec(FeatureSpec):
         return out
 
 
+#: output key -> its place in :func:`~fraud_dask.features.kernels.event_window`'s result
+_STAT_AT = {"count": 2, "sum": 3, "mean": 4, "std": 5, "min": 6, "max": 7}
+
+
 @dataclass(frozen=True)
 class Window(EntityOp):
     """Aggregates over ``(t - offset - width, t - offset]``; ``width`` None: all history."""
@@ -107,9 +110,12 @@ class Window(EntityOp):
     include_current: bool = True
     #: whether an output needs the sum, mean or std of the window's amounts
     moments: bool = field(init=False, default=False)
+    #: whether an output needs the window's minimum or maximum
+    extremes: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "moments", any(k in _MOMENTS for k, _ in self.outputs))
+        object.__setattr__(self, "extremes", any(k in ("min", "max") for k, _ in self.outputs))
 
     @property
     def reach(self) -> int | None:
@@ -138,38 +144,18 @@ class Window(EntityOp):
         return out
 
     def online(self, past: Past, out: dict[str, float]) -> None:
-        amount = past.amount
-        lo, hi = window_rows(past.ts, past.t, past.p, self.width, self.offset)
         current = self.offset == 0 and self.include_current
-        k = hi - lo + current
-        total = mean = std = math.nan
-        if self.moments:
-            total, mean, std = moments(past.amounts[lo:hi], amount if current else None)
+        stats = kernels().event_window(
+            past.ts, past.amounts, past.p, past.t, UNBOUNDED if self.width is None else self.width,
+            self.offset, past.amount, current, self.extremes,
+        )  # fmt: skip
         for key, name in self.outputs:
-            if key == "count":
-                out[name] = float(k)
-            elif key == "sum":
-                out[name] = total
-            elif key == "mean":
-                out[name] = mean
-            elif key == "std":
-                out[name] = std
-            elif key == "min" or key == "max":
-                if k == 0:
-                    out[name] = math.nan
-                elif hi > lo:
-                    x = past.amounts[lo:hi]
-                    if key == "min":
-                        m = float(x.min())
-                        out[name] = min(m, amount) if current else m
-                    else:
-                        m = float(x.max())
-                        out[name] = max(m, amount) if current else m
-                else:
-                    out[name] = amount
+            j = _STAT_AT.get(key)
+            if j is not None:
+                out[name] = stats[j]
             else:  # distinct:<column>
                 col = key[9:]
-                seen = set(past.values(col, lo, hi))
+                seen = set(past.values(col, stats[0], stats[1]))
                 if current:
                     seen.add(past.field(col))
                 out[name] = float(len(seen) - (None in seen))
