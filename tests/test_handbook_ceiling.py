@@ -44,3 +44,23 @@ def test_hidden_frauds_are_the_first_delay_days_of_a_terminal_compromise():
     assert got == set(range(10, 17)) | set(range(80, 87))
     assert not hidden[raw.TERMINAL_ID == 2].any()  # scenario 1 is never hidden
     assert not hidden[raw.TX_FRAUD == 0].any()
+
+
+def test_ordinary_card_frauds_are_stolen_card_amounts_within_the_cards_range():
+    ceiling = _load()
+    # Card 1: genuine amounts 40, 50, 60 (mean 50, std 10); its stolen-card frauds (scenario 3)
+    # of 65 and 250 (5x 13 and 5x 50); a scenario-1 fraud of 240 on card 2, whose genuine
+    # amounts are 10 and 20.
+    raw = pd.DataFrame(
+        {
+            "CUSTOMER_ID": [1, 1, 1, 1, 1, 2, 2, 2],
+            "TX_AMOUNT": [40.0, 50.0, 60.0, 65.0, 250.0, 10.0, 20.0, 240.0],
+            "TX_FRAUD": [0, 0, 0, 1, 1, 0, 0, 1],
+            "TX_FRAUD_SCENARIO": [0, 0, 0, 3, 3, 0, 0, 1],
+        }
+    )
+    # within 2 std (<= 70): the 65 fraud only; within 1 std (<= 60): none; never a genuine
+    # row nor another scenario, whatever its amount
+    assert ceiling.ordinary_card_frauds(raw, 2).tolist() == [0, 0, 0, 1, 0, 0, 0, 0]
+    assert not ceiling.ordinary_card_frauds(raw, 1).any()
+    assert ceiling.ordinary_card_frauds(raw, 100).tolist() == [0, 0, 0, 1, 1, 0, 0, 0]

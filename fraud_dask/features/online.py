@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fraud_dask.features.batch import ts_ns
+from fraud_dask.features.kinds.base import kernels
 from fraud_dask.features.plan import Plan, Stage
 
 _I64_MAX = np.iinfo(np.int64).max
@@ -244,6 +245,10 @@ class OnlineFeatures:
         self.tx_dtype: Any = None
         #: the stages whose operations read labels (those :meth:`set_label` updates)
         self.labelled: list[int] = [i for i, s in enumerate(plan.stages) if s.reads_labels]
+        # load (the first time ever: compile) the single-event kernels now, not on the first event
+        k = kernels()
+        k.event_window(_EMPTY_I, _EMPTY_F, 0, 0, 1, 0, 0.0, True, True)
+        k.event_labels(_EMPTY_I, _EMPTY_I, _EMPTY_I, 0, 0, 1, -1)
 
     def ensure(self, tx_dtype: Any) -> None:
         """Fix the ``tx_id`` dtype (int64 or object) on the first rows seen."""

@@ -20,7 +20,8 @@ of them knows a kind by name. The registry of kinds is the config schema itself:
 :class:`~fraud_dask.features.config.FeaturesConf` has one field per kind, in plan order.
 
 This module (and every kind module) imports numpy only: the config schema imports the specs when
-a config is composed, so kernels (numba) are imported inside the ``batch`` methods.
+a config is composed, so kernels (numba) are imported inside the ``batch`` methods, and the
+``online`` methods reach them through :func:`kernels`.
 """
 
 from __future__ import annotations
