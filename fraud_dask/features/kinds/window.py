@@ -8,6 +8,7 @@ Config group ``windows``: for each row, the entity's rows with ``ts`` in
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -152,7 +153,8 @@ class Window(EntityOp):
         for key, name in self.outputs:
             j = _STAT_AT.get(key)
             if j is not None:
-                out[name] = stats[j]
+                v = stats[j]
+                out[name] = v if v == v else math.nan  # one NaN object, as the other kinds give
             else:  # distinct:<column>
                 col = key[9:]
                 seen = set(past.values(col, stats[0], stats[1]))
