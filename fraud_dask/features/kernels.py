@@ -52,6 +52,18 @@ def window_bounds(starts, ts, width, offset, include_current):  # pragma: no cov
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def _neumaier(s, c, v):  # pragma: no cover - numba
+    """Add ``v`` to the sum ``s`` with its running compensation ``c`` (Neumaier); the sum is
+    ``s + c``."""
+    t = s + v
+    if abs(s) >= abs(v):
+        c += (s - t) + v
+    else:
+        c += (v - t) + s
+    return t, c
+
+
 @njit(cache=True)
 def window_moments(lo, hi, x):  # pragma: no cover - numba
     """Sum (compensated), mean and sample standard deviation of ``x`` over each window."""
@@ -77,12 +89,7 @@ def window_moments(lo, hi, x):  # pragma: no cover - numba
             k = 0
         while b < hi[i]:
             v = x[b]
-            t = s + v
-            if abs(s) >= abs(v):
-                c += (s - t) + v
-            else:
-                c += (v - t) + s
-            s = t
+            s, c = _neumaier(s, c, v)
             k += 1
             d = v - m
             m += d / k
@@ -90,12 +97,7 @@ def window_moments(lo, hi, x):  # pragma: no cover - numba
             b += 1
         while a < lo[i]:
             v = -x[a]
-            t = s + v
-            if abs(s) >= abs(v):
-                c += (s - t) + v
-            else:
-                c += (v - t) + s
-            s = t
+            s, c = _neumaier(s, c, v)
             k -= 1
             if k == 0:
                 m = 0.0
@@ -444,13 +446,7 @@ def event_window(ts, x, p, t, width, offset, amount, current, extremes):  # prag
     s = 0.0
     c = 0.0
     for i in range(lo, hi + (1 if current else 0)):
-        v = x[i] if i < hi else amount
-        u = s + v
-        if abs(s) >= abs(v):
-            c += (s - u) + v
-        else:
-            c += (v - u) + s
-        s = u
+        s, c = _neumaier(s, c, x[i] if i < hi else amount)
     total = s + c
     mean = np.nan
     std = np.nan
