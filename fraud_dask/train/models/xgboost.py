@@ -79,6 +79,10 @@ class _TreeRows(RowScorer):
             raise ValueError(
                 f"online scoring: expected a binary:logistic model, got {self.shap.objective!r}"
             )
+        # load (the first time ever: compile) the compiled tree passes now, not on the first event
+        blank = np.full((1, self.shap.n_features), np.nan, np.float32)
+        self.shap.margin(blank)
+        self.shap.contributions(blank)
 
     def score(self, row: np.ndarray) -> float:
         margin = float(self.shap.margin(row)[0])
