@@ -162,3 +162,73 @@ def test_device_resolution_finds_worker_gpus() -> None:
         pytest.skip("no GPU on this machine")
     with connect(GpuClusterConf(require_gpu=True)) as client:
         assert resolve_device(client, "auto") == "cuda"
+
+
+def _churn() -> tuple[int, int]:
+    """Grow by 40 arrays of 4 MiB and free them: (RSS growth, RSS kept after the free)."""
+    import numpy as np
+    import psutil
+
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    blocks = [np.ones(2**19) for _ in range(40)]
+    during = proc.memory_info().rss
+    del blocks
+    return during - before, proc.memory_info().rss - before
+
+
+def test_worker_malloc_keeps_freed_memory_for_the_stage_and_gives_it_back(client) -> None:
+    from fraud_dask.cluster.malloc import worker_malloc
+
+    mib = 2**20
+    # Dask's settings: each 4 MiB array is mapped and unmapped, nothing is kept once freed
+    for grew, kept in client.run(_churn).values():
+        assert grew >= 140 * mib
+        assert kept < 20 * mib
+    with worker_malloc(client, "512MiB", "256MiB") as done:
+        assert sorted(done) == sorted(client.scheduler_info(n_workers=-1)["workers"])
+        assert all(done.values())  # glibc on this machine
+        inside = client.run(_churn)
+        for grew, kept in inside.values():
+            assert kept >= 0.8 * grew  # the freed arrays stay in the heap for reuse
+        rss_inside = client.run(lambda: __import__("psutil").Process().memory_info().rss)
+    # leaving the block gives the kept memory back and restores the workers' own settings
+    rss_after = client.run(lambda: __import__("psutil").Process().memory_info().rss)
+    for addr, (_grew, kept) in inside.items():
+        assert rss_inside[addr] - rss_after[addr] >= 0.8 * kept
+    for _grew, kept in client.run(_churn).values():
+        assert kept < 20 * mib
+    # None leaves the workers as they are
+    with worker_malloc(client, None) as done:
+        assert done == {}
+
+
+def test_features_task_keeps_freed_memory_only_while_it_builds() -> None:
+    from fraud_dask.config import compose
+
+    task = compose(["task=features"]).task
+    assert (task.worker_malloc_trim, task.worker_malloc_mmap) == ("512MiB", "256MiB")
+    off = compose(["task=features", "task.worker_malloc_trim=null"]).task
+    assert off.worker_malloc_trim is None
+    with pytest.raises(Exception, match="worker_malloc_trim"):
+        compose(["task=train", "task.worker_malloc_trim=1GiB"])
+
+
+def test_local_cluster_of_threads_listens_on_tcp_for_notebooks() -> None:
+    from fraud_dask.config import compose
+
+    conf = compose(
+        ["cluster.processes=false", "cluster.n_workers=1", "cluster.threads_per_worker=2",
+         "cluster.dashboard_address=127.0.0.1:0"]
+    ).cluster  # fmt: skip
+    with connect(conf) as client:
+        address = client.scheduler.address
+        assert address.startswith("tcp://127.0.0.1:")
+        # the workers are threads of this process
+        pids = client.run(lambda: __import__("os").getpid())
+        assert set(pids.values()) == {__import__("os").getpid()}
+        # a second client (a notebook) attaches by the address
+        from distributed import Client
+
+        with Client(address, timeout="10s") as other:
+            assert other.submit(sum, [1, 2]).result() == 3

@@ -289,6 +289,9 @@ def _local_cluster(conf: LocalClusterConf) -> Any:
                 threads_per_worker=int(conf.threads_per_worker),
                 memory_limit=conf.memory_limit,
                 processes=bool(conf.processes),
+                # threads in this process: still a TCP scheduler on ``host`` (Dask's default
+                # there is ``inproc://``, which a notebook or a second client cannot reach)
+                **({} if conf.processes else {"protocol": "tcp://"}),
                 host=conf.host,
                 dashboard_address=conf.dashboard_address,
                 silence_logs=logging.ERROR,

@@ -238,6 +238,14 @@ def _cast_extra(s: pd.Series, dtype: Any, where: str) -> pd.Series:
         ) from None
 
 
+def _category_names(s: pd.Series) -> pd.Index | None:
+    """A categorical column's categories as text, when they stay distinct (else None)."""
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return None
+    names = s.cat.categories.astype(STRING_DTYPE)
+    return names if names.is_unique else None
+
+
 def _text_column(values: np.ndarray, index: pd.Index) -> pd.Series:
     """An object array of strings and Nones as a string column (all-null ones built directly:
     converting Nones one by one is most of a clean partition's check time)."""
@@ -284,10 +292,15 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
     def where(col: str) -> str:
         return f"{source}: column {raw_for.get(col, col)!r} ({col})"
 
+    flagged = np.zeros(n, dtype=bool)
+
     def flag(mask: np.ndarray, why: Reason, what: pd.Series | None = None, col: str = "") -> None:
-        new = mask & (reason == None)  # noqa: E711 (elementwise on an object array)
+        new = mask & ~flagged
+        if not new.any():
+            return
+        flagged[new] = True
         reason[new] = why.value
-        if what is not None and new.any():
+        if what is not None:
             text = what[new].astype(STRING_DTYPE).fillna("<null>")
             # a raw value may hold a card number, and is kept short
             text, _ = plan.hasher.scrub(text, where(col or "detail"))
@@ -385,10 +398,19 @@ def prepare_partition(pdf: pd.DataFrame, plan: Plan, source: str, index: Any) ->
         else:
             label = pd.to_numeric(raw_label.astype(STRING_DTYPE), errors="coerce")
         binary = label.isin([0, 1]).to_numpy()
-        flag(~binary, Reason.label_not_binary, raw_label.astype(STRING_DTYPE), "is_fraud")
+        flag(~binary, Reason.label_not_binary, raw_label, "is_fraud")
         out["is_fraud"] = label.where(binary).astype("Int8")
     # scanned as a category: each distinct client once
-    if "client_id" in df.columns:
+    client_names = _category_names(df["client_id"]) if "client_id" in df.columns else None
+    if client_names is not None:
+        # a categorical column (a canonical dataset's): its categories as text, codes kept
+        raw_client = df["client_id"].cat.rename_categories(client_names)
+        if raw_client.isna().any():
+            if plan.client_id not in raw_client.cat.categories:
+                raw_client = raw_client.cat.add_categories([plan.client_id])
+            raw_client = raw_client.fillna(plan.client_id)
+        client = raw_client
+    elif "client_id" in df.columns:
         client = df["client_id"].astype(STRING_DTYPE).fillna(plan.client_id).astype("category")
     else:  # the source's one client, as a category built directly
         one = pd.Index([plan.client_id], dtype=STRING_DTYPE)

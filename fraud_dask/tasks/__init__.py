@@ -129,6 +129,19 @@ class IngestTaskConf(TaskConf):
 
 
 @dataclass
+class FeaturesTaskConf(TaskConf):
+    """``task=features``: the workers' malloc thresholds while the features are built."""
+
+    name: TaskName = TaskName.features
+    # free heap memory each worker keeps for reuse while the features run (glibc's trim
+    # threshold), and the size above which allocations are mapped (its mmap threshold); given
+    # back when the task ends (fraud_dask.cluster.malloc). null: Dask's settings (memory goes
+    # back to the system at once, at the cost of system time: docs/benchmarks.md, issue 17)
+    worker_malloc_trim: str | None = "512MiB"
+    worker_malloc_mmap: str | None = "256MiB"
+
+
+@dataclass
 class ScoreTaskConf(TaskConf):
     """``task=score``: batch scoring; ``score.output`` wins over ``task.output``."""
 
@@ -154,6 +167,7 @@ TASK_CONFS: dict[TaskName, type[TaskConf]] = {
     TaskName.cluster: ClusterTaskConf,
     TaskName.registry: RegistryTaskConf,
     TaskName.ingest: IngestTaskConf,
+    TaskName.features: FeaturesTaskConf,
     TaskName.score: ScoreTaskConf,
     TaskName.tune: TuneTaskConf,
 }

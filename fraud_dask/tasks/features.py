@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from fraud_dask.tasks import task_entry
+from fraud_dask.tasks import FeaturesTaskConf, task_conf, task_entry
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -35,8 +35,9 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     Parameters
     ----------
     cfg : fraud_dask.config.Config
-        The run config; uses ``cfg.data``, ``cfg.features`` (``output``, ``npartitions``) and
-        ``cfg.run_dir``; ``cfg.data.storage_options`` are used for the output too.
+        The run config; uses ``cfg.data``, ``cfg.features`` (``output``, ``npartitions``),
+        ``cfg.task`` (the workers' malloc thresholds meanwhile) and ``cfg.run_dir``;
+        ``cfg.data.storage_options`` are used for the output too.
     client : distributed.Client
         The session's client; the work runs on its cluster.
 
@@ -53,6 +54,7 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
     ValueError
         The config is invalid or a needed column is missing (named in the message).
     """
+    from fraud_dask.cluster.malloc import worker_malloc
     from fraud_dask.data import read_transactions
     from fraud_dask.data.io import write_datasets
     from fraud_dask.features.build import build_features
@@ -75,10 +77,13 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
         features.npartitions,
         out,
     )
-    # the counts share the write's compute: the source is read once
-    rows, *values = write_datasets(
-        [(features, out, None)], storage_options, extra=read.lazy_counts()
-    )
+    # the counts share the write's compute: the source is read once. The workers keep freed
+    # memory for reuse meanwhile (the shuffles and kernels make and drop partition-sized arrays)
+    opts = task_conf(cfg, FeaturesTaskConf)
+    with worker_malloc(client, opts.worker_malloc_trim, opts.worker_malloc_mmap):
+        rows, *values = write_datasets(
+            [(features, out, None)], storage_options, extra=read.lazy_counts()
+        )
     counts = read.counts(values)
     log.info("features %s: %s", cfg.data.name, counts.describe())
     seconds = time.perf_counter() - started
