@@ -319,3 +319,26 @@ def test_duplicate_pre_pass_reads_ids_alone_and_agrees_with_pandas(client, tmp_p
     by_reason = quarantine["reason"].value_counts().to_dict()
     assert by_reason == {"duplicate_tx_id": 1, "oversized_value": 2, "null_key": 1}
     assert len(kept) + len(quarantine) == len(rows)
+
+
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_repeat_count_by_hash_buckets_agrees_with_pandas(kind: str) -> None:
+    """The duplicate pre-pass's count: ids hashed in each partition and cut into buckets by
+    their top bits, each bucket gathered from every partition, equals pandas' count of values
+    seen more than once, for repeats within and across partitions."""
+    from fraud_dask.data.load import _hash_buckets, _repeats_in_bucket
+    from fraud_dask.data.schema import STRING_DTYPE
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 40_000, size=60_000)  # about 1 in 4 values repeats
+    ids = pd.Series(values, dtype="Int64") if kind == "int" else pd.Series(
+        [f"tx-{v}" for v in values], dtype=STRING_DTYPE
+    )  # fmt: skip
+    expected = int((ids.value_counts() > 1).sum())
+    assert expected > 1000
+    for n_parts, bits in ((1, 0), (7, 3), (12, 6)):
+        parts = [pd.DataFrame({"tx_id": p}) for p in np.array_split(ids, n_parts)]
+        pieces = [_hash_buckets(p, bits) for p in parts]
+        assert all(len(p) == 2**bits for p in pieces)
+        got = sum(_repeats_in_bucket([p[b] for p in pieces]) for b in range(2**bits))
+        assert got == expected, (n_parts, bits)
