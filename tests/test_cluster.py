@@ -207,7 +207,7 @@ def test_features_task_keeps_freed_memory_only_while_it_builds() -> None:
     from fraud_dask.config import compose
 
     task = compose(["task=features"]).task
-    assert (task.worker_malloc_trim, task.worker_malloc_mmap) == ("512MiB", "256MiB")
+    assert (task.worker_malloc_trim, task.worker_malloc_mmap) == ("64MiB", "16MiB")
     off = compose(["task=features", "task.worker_malloc_trim=null"]).task
     assert off.worker_malloc_trim is None
     with pytest.raises(Exception, match="worker_malloc_trim"):

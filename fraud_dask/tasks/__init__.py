@@ -133,12 +133,13 @@ class FeaturesTaskConf(TaskConf):
     """``task=features``: the workers' malloc thresholds while the features are built."""
 
     name: TaskName = TaskName.features
-    # free heap memory each worker keeps for reuse while the features run (glibc's trim
-    # threshold), and the size above which allocations are mapped (its mmap threshold); given
-    # back when the task ends (fraud_dask.cluster.malloc). null: Dask's settings (memory goes
-    # back to the system at once, at the cost of system time: docs/benchmarks.md, issue 17)
-    worker_malloc_trim: str | None = "512MiB"
-    worker_malloc_mmap: str | None = "256MiB"
+    # free heap memory each worker keeps for reuse while the features are built (glibc's trim
+    # threshold; given back when the task ends). null: Dask's settings, where memory goes back
+    # to the system at once at the cost of system time (docs/benchmarks.md, issue 17)
+    worker_malloc_trim: str | None = "64MiB"
+    # while the features are built, allocations above this size are mapped (glibc's mmap
+    # threshold; Dask's setting is 128 KiB)
+    worker_malloc_mmap: str | None = "16MiB"
 
 
 @dataclass
