@@ -525,9 +525,9 @@ class Source:
             label="read-tx-ids",
             rows_per_partition=self.conf.rows_per_partition,
         )
-        # each partition's ids as sorted 64-bit hashes, cut into buckets by their top bits;
-        # each bucket, gathered from every partition, counts its repeated values (numpy
-        # arrays between the workers: no groupby, no shuffle of a frame)
+        # each partition's ids as 64-bit hashes, cut into buckets by their top bits; each
+        # bucket, gathered from every partition, counts its repeated values (numpy arrays
+        # between the workers: no groupby, no shuffle of a frame)
         parts = ids.to_delayed()
         bits = max(0, min(6, int(np.ceil(np.log2(max(len(parts), 1))))))
         pieces = [

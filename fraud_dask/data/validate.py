@@ -214,11 +214,10 @@ def _cast_extra(s: pd.Series, dtype: Any, where: str) -> pd.Series:
     try:
         if dtype == "category":
             if isinstance(s.dtype, pd.CategoricalDtype):
-                cats = s.cat.categories
-                if isinstance(cats.dtype, pd.StringDtype):
+                if isinstance(s.cat.categories.dtype, pd.StringDtype):
                     return s
-                names = cats.astype(STRING_DTYPE)
-                if names.is_unique:
+                names = _category_names(s)
+                if names is not None:
                     return s.cat.rename_categories(names)
             return s.astype(STRING_DTYPE).astype("category")
         if isinstance(dtype, pd.StringDtype):

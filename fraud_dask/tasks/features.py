@@ -62,25 +62,26 @@ def run(cfg: Config, client: Client) -> dict[str, Any]:
 
     started = time.perf_counter()
     conf = cfg.features
-    read = read_transactions(cfg.data)
-    frame = read.kept
-    plan = make_plan(conf, list(frame.columns))
-    for note in plan.skipped:
-        log.warning("features: skipped optional spec %s", note)
-    features = build_features(frame, conf)
-    out = output_path(cfg)
-    storage_options = dict(cfg.data.storage_options) or None
-    log.info(
-        "features: %d features over %d stages, %d partitions -> %s",
-        len(plan.feature_names),
-        len(plan.stages),
-        features.npartitions,
-        out,
-    )
-    # the counts share the write's compute: the source is read once. The workers keep freed
-    # memory for reuse meanwhile (the shuffles and kernels make and drop partition-sized arrays)
     opts = task_conf(cfg, FeaturesTaskConf)
+    # The workers keep freed memory for reuse meanwhile (the duplicate pass, the shuffles and
+    # the kernels make and drop partition-sized arrays); it goes back when the block ends.
     with worker_malloc(client, opts.worker_malloc_trim, opts.worker_malloc_mmap):
+        read = read_transactions(cfg.data)
+        frame = read.kept
+        plan = make_plan(conf, list(frame.columns))
+        for note in plan.skipped:
+            log.warning("features: skipped optional spec %s", note)
+        features = build_features(frame, conf)
+        out = output_path(cfg)
+        storage_options = dict(cfg.data.storage_options) or None
+        log.info(
+            "features: %d features over %d stages, %d partitions -> %s",
+            len(plan.feature_names),
+            len(plan.stages),
+            features.npartitions,
+            out,
+        )
+        # the counts share the write's compute: the source is read once
         rows, *values = write_datasets(
             [(features, out, None)], storage_options, extra=read.lazy_counts()
         )
